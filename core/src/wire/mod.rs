@@ -1,0 +1,176 @@
+//! The wire format: one versioned envelope around every message (DESIGN §6).
+//!
+//! `Envelope { version, cluster_name_hash, cluster_uuid, from, boot_id, body }`
+//! encoded with postcard. The header is decoded first and checked before the
+//! body is touched: an unknown version or a foreign cluster costs a few bytes of
+//! parsing and is counted, never panicked on. Every size is bounded by
+//! [`limits`], checked before decoding; collections decode through
+//! [`BoundedVec`] and friends, which never trust a claimed count.
+
+pub mod limits;
+
+mod bounded;
+
+use serde::{Deserialize, Serialize};
+
+pub use bounded::{BoundedString, BoundedVec, Name, Tags, TagsError, TooLong};
+
+use crate::id::{ClusterUuid, MemberId};
+use crate::membership;
+
+/// The protocol version this build speaks. The first byte of every envelope.
+pub const PROTOCOL_VERSION: u8 = 1;
+
+/// How a message travels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "fuzzing", derive(arbitrary::Arbitrary))]
+pub enum Channel {
+    /// One UDP datagram of at most [`limits::MAX_DATAGRAM_BYTES`]; may be lost,
+    /// reordered or duplicated.
+    Datagram,
+    /// One length-prefixed frame of at most [`limits::MAX_FRAME_BYTES`] on a
+    /// TCP stream to the destination.
+    Stream,
+}
+
+impl Channel {
+    /// The largest encoded envelope this channel carries.
+    pub const fn max_bytes(self) -> usize {
+        match self {
+            Channel::Datagram => limits::MAX_DATAGRAM_BYTES,
+            Channel::Stream => limits::MAX_FRAME_BYTES,
+        }
+    }
+}
+
+/// What every envelope says about its sender, decoded before the body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Header {
+    /// [`PROTOCOL_VERSION`] of the sender. Must stay the first field: it is
+    /// checked on the raw first byte.
+    pub version: u8,
+    /// [`crate::id::cluster_name_hash`] of the sender's cluster name.
+    pub cluster_name_hash: u64,
+    /// The sender's cluster uuid, nil before bootstrap.
+    pub cluster_uuid: ClusterUuid,
+    /// The sender's durable id.
+    pub from: MemberId,
+    /// The sender's boot id: raised on every start and synced before its first send.
+    pub boot_id: u64,
+}
+
+/// The message inside an envelope, routed by [`crate::Node`] to a sub-machine.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Body {
+    /// SWIM membership: probes, acks, gossip, push-pull.
+    Membership(membership::Message),
+}
+
+impl Body {
+    /// Bytes the variant tag takes in front of the message (one varint byte
+    /// while there are fewer than 128 variants).
+    pub(crate) const VARIANT_BYTES: usize = 1;
+
+    /// A short, stable name of the message kind, for metrics and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Body::Membership(message) => message.kind(),
+        }
+    }
+}
+
+/// One message as it travels.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// Who sent it, from which cluster, speaking which version.
+    pub header: Header,
+    /// The message.
+    pub body: Body,
+}
+
+/// Why bytes were refused. Decoding never changes any state; the caller counts
+/// the error and drops the bytes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// Larger than its channel allows; nothing was parsed.
+    #[error("{len}-byte message over the {limit}-byte limit of its channel")]
+    TooLarge {
+        /// Bytes received.
+        len: usize,
+        /// The channel's limit.
+        limit: usize,
+    },
+    /// Spoken by a version this build does not know; nothing past the first
+    /// byte was parsed.
+    #[error("unknown protocol version {0}")]
+    UnknownVersion(u8),
+    /// Not a well-formed envelope: truncated, an unknown variant, a count over
+    /// its limit, invalid UTF-8.
+    #[error("malformed message: {0}")]
+    Malformed(postcard::Error),
+    /// A well-formed envelope followed by bytes that belong to nothing.
+    #[error("{0} trailing bytes after the message")]
+    TrailingBytes(usize),
+}
+
+/// Why a message could not be encoded. Nothing was sent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EncodeError {
+    /// The encoding is larger than the channel allows.
+    #[error("{len}-byte message over the {limit}-byte limit of its channel")]
+    TooLarge {
+        /// Bytes the encoding took.
+        len: usize,
+        /// The channel's limit.
+        limit: usize,
+    },
+    /// postcard refused the value (cannot happen for our types; kept so a bug
+    /// shows as an error, not a panic).
+    #[error("encoding failed: {0}")]
+    Postcard(postcard::Error),
+}
+
+impl Envelope {
+    /// Encodes the envelope for `channel`, refusing one over the channel's limit.
+    pub fn encode(&self, channel: Channel) -> Result<Vec<u8>, EncodeError> {
+        let bytes = postcard::to_allocvec(self).map_err(EncodeError::Postcard)?;
+        let limit = channel.max_bytes();
+        if bytes.len() > limit {
+            return Err(EncodeError::TooLarge { len: bytes.len(), limit });
+        }
+        Ok(bytes)
+    }
+
+    /// Decodes an envelope received on `channel`.
+    pub fn decode(bytes: &[u8], channel: Channel) -> Result<Envelope, DecodeError> {
+        let (header, rest) = Header::decode(bytes, channel)?;
+        let body = decode_body(rest)?;
+        Ok(Envelope { header, body })
+    }
+}
+
+impl Header {
+    /// Decodes just the header, returning it and the undecoded body bytes, so
+    /// the caller can refuse a foreign cluster before parsing further.
+    pub fn decode(bytes: &[u8], channel: Channel) -> Result<(Header, &[u8]), DecodeError> {
+        let limit = channel.max_bytes();
+        if bytes.len() > limit {
+            return Err(DecodeError::TooLarge { len: bytes.len(), limit });
+        }
+        match bytes.first() {
+            None => return Err(DecodeError::Malformed(postcard::Error::DeserializeUnexpectedEnd)),
+            Some(&version) if version != PROTOCOL_VERSION => return Err(DecodeError::UnknownVersion(version)),
+            Some(_) => {}
+        }
+        postcard::take_from_bytes::<Header>(bytes).map_err(DecodeError::Malformed)
+    }
+}
+
+/// Decodes the body that follows a header; every byte must belong to it.
+pub fn decode_body(bytes: &[u8]) -> Result<Body, DecodeError> {
+    let (body, rest) = postcard::take_from_bytes::<Body>(bytes).map_err(DecodeError::Malformed)?;
+    if !rest.is_empty() {
+        return Err(DecodeError::TrailingBytes(rest.len()));
+    }
+    Ok(body)
+}
