@@ -88,8 +88,8 @@ mod tests {
         assert_ne!(cluster_name_hash("a"), cluster_name_hash("b"));
     }
 
-    const GOLDEN_QUORATE: u64 = 0;
-    const GOLDEN_EMPTY: u64 = 0;
+    const GOLDEN_QUORATE: u64 = 0x3fc3_7fe7_c35e_0c09;
+    const GOLDEN_EMPTY: u64 = 0x30c5_f72e_d9d0_7d45;
 
     #[test]
     fn member_id_prints_its_first_six_bytes() {

@@ -213,7 +213,11 @@ impl Node {
     /// [`Node::next_deadline`]. `now` must never go backwards.
     pub fn handle(&mut self, now: Instant, input: Input<'_>) {
         match input {
-            Input::Receive { from, channel, bytes } => self.on_receive(now, from, channel, bytes),
+            Input::Receive {
+                from,
+                channel,
+                bytes,
+            } => self.on_receive(now, from, channel, bytes),
             Input::Tick => self.on_tick(now),
             Input::Command(command) => {
                 let (membership, mut ctx) = self.split(now);
@@ -294,7 +298,12 @@ impl Node {
     }
 
     fn split(&mut self, now: Instant) -> (&mut Membership, Ctx<'_>) {
-        let ctx = Ctx { now, rng: &mut self.rng, timers: &mut self.timers, outbox: &mut self.outbox };
+        let ctx = Ctx {
+            now,
+            rng: &mut self.rng,
+            timers: &mut self.timers,
+            outbox: &mut self.outbox,
+        };
         (&mut self.membership, ctx)
     }
 
@@ -380,7 +389,10 @@ impl Outbox {
     /// bug, reported in logs).
     pub(crate) fn send(&mut self, to: SocketAddr, channel: Channel, body: Body) {
         let kind = body.kind();
-        let envelope = Envelope { header: self.header, body };
+        let envelope = Envelope {
+            header: self.header,
+            body,
+        };
         let bytes = match envelope.encode(channel) {
             Ok(bytes) => bytes,
             Err(error) => {
@@ -389,7 +401,9 @@ impl Outbox {
                 return;
             }
         };
-        if channel == Channel::Datagram && self.ready.len() + self.held.len() >= limits::MAX_QUEUED_OUTPUTS {
+        if channel == Channel::Datagram
+            && self.ready.len() + self.held.len() >= limits::MAX_QUEUED_OUTPUTS
+        {
             self.metrics.dropped_outputs += 1;
             return;
         }
@@ -411,7 +425,8 @@ impl Outbox {
         let seq = self.next_persist_seq;
         self.next_persist_seq += 1;
         self.unconfirmed = Some(seq);
-        self.ready.push_back(Output::Persist(Persist { seq, state }));
+        self.ready
+            .push_back(Output::Persist(Persist { seq, state }));
     }
 
     pub(crate) fn event(&mut self, event: Event) {

@@ -78,9 +78,17 @@ impl TimerTable {
 
     /// Checks that the two indexes agree.
     pub(crate) fn check_invariants(&self) {
-        assert_eq!(self.by_deadline.len(), self.by_timer.len(), "timer indexes differ in size");
+        assert_eq!(
+            self.by_deadline.len(),
+            self.by_timer.len(),
+            "timer indexes differ in size"
+        );
         for &(deadline, timer) in &self.by_deadline {
-            assert_eq!(self.by_timer.get(&timer), Some(&deadline), "timer {timer:?} indexed twice");
+            assert_eq!(
+                self.by_timer.get(&timer),
+                Some(&deadline),
+                "timer {timer:?} indexed twice"
+            );
         }
     }
 }

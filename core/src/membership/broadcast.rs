@@ -16,8 +16,9 @@ use crate::membership::message::Update;
 /// cost of one datagram when many large updates do not fit.
 const SCAN_AT_MOST: usize = 256;
 
-/// The smallest encoded update; below this budget nothing more fits.
-const SMALLEST_UPDATE_BYTES: usize = 20;
+/// The smallest encoded update (a `Left` with one-byte varints: tag, 16-byte
+/// id, boot, incarnation); below this budget nothing more fits.
+const SMALLEST_UPDATE_BYTES: usize = 19;
 
 #[derive(Debug, Default)]
 pub(crate) struct BroadcastQueue {
@@ -43,20 +44,35 @@ impl BroadcastQueue {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.order.insert((0, Reverse(seq), subject));
-        self.entries.insert(subject, Entry { update, encoded_len, transmits: 0, seq });
+        self.entries.insert(
+            subject,
+            Entry {
+                update,
+                encoded_len,
+                transmits: 0,
+                seq,
+            },
+        );
     }
 
     /// Drops whatever is queued about `id`.
     pub(crate) fn remove(&mut self, id: MemberId) {
         if let Some(entry) = self.entries.remove(&id) {
-            self.order.remove(&(entry.transmits, Reverse(entry.seq), id));
+            self.order
+                .remove(&(entry.transmits, Reverse(entry.seq), id));
         }
     }
 
     /// Appends to `out` the updates that fit in `budget` bytes (and in `max_count`
     /// entries in all), least-sent first, counting each as transmitted once more
     /// and retiring those sent `limit` times. Returns the bytes used.
-    pub(crate) fn fill(&mut self, mut budget: usize, max_count: usize, limit: u32, out: &mut Vec<Update>) -> usize {
+    pub(crate) fn fill(
+        &mut self,
+        mut budget: usize,
+        max_count: usize,
+        limit: u32,
+        out: &mut Vec<Update>,
+    ) -> usize {
         let mut chosen = Vec::new();
         let mut used = 0;
         for &(transmits, seq, id) in self.order.iter().take(SCAN_AT_MOST) {
@@ -98,9 +114,17 @@ impl BroadcastQueue {
     }
 
     pub(crate) fn check_invariants(&self) {
-        assert_eq!(self.entries.len(), self.order.len(), "broadcast indexes differ in size");
+        assert_eq!(
+            self.entries.len(),
+            self.order.len(),
+            "broadcast indexes differ in size"
+        );
         for (id, entry) in &self.entries {
-            assert!(self.order.contains(&(entry.transmits, Reverse(entry.seq), *id)), "broadcast {id} not ordered");
+            assert!(
+                self.order
+                    .contains(&(entry.transmits, Reverse(entry.seq), *id)),
+                "broadcast {id} not ordered"
+            );
         }
     }
 }
@@ -110,7 +134,17 @@ mod tests {
     use super::*;
 
     fn left(id: u128, incarnation: u32) -> Update {
-        Update::Left { id: MemberId::from_u128(id), boot_id: 1, incarnation }
+        Update::Left {
+            id: MemberId::from_u128(id),
+            boot_id: 1,
+            incarnation,
+        }
+    }
+
+    #[test]
+    fn the_smallest_update_is_as_small_as_the_scan_assumes() {
+        let encoded = postcard::experimental::serialized_size(&left(1, 0)).unwrap();
+        assert_eq!(encoded, SMALLEST_UPDATE_BYTES);
     }
 
     #[test]
@@ -141,7 +175,10 @@ mod tests {
         let mut out = Vec::new();
         let used = queue.fill(2 * one, 64, 10, &mut out);
         assert_eq!(used, 2 * one);
-        let subjects: Vec<_> = out.iter().map(|update| update.subject().as_u128()).collect();
+        let subjects: Vec<_> = out
+            .iter()
+            .map(|update| update.subject().as_u128())
+            .collect();
         assert_eq!(subjects, [3, 2], "unsent before sent, newest first");
         queue.check_invariants();
     }

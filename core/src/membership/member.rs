@@ -97,7 +97,11 @@ pub struct Version {
 impl Version {
     /// The version of a claim that the member was in `state` at `(boot_id, incarnation)`.
     pub const fn new(boot_id: u64, incarnation: u32, state: State) -> Self {
-        Version { boot_id, incarnation, rank: state.rank() }
+        Version {
+            boot_id,
+            incarnation,
+            rank: state.rank(),
+        }
     }
 
     /// The state claimed.
@@ -131,18 +135,22 @@ mod tests {
             ((1, 0, Suspect), (1, 1, Alive), true),    // refutation
             ((1, 1, Alive), (1, 0, Suspect), false),   // stale suspicion
             ((1, 0, Suspect), (1, 0, Dead), true),
-            ((1, 0, Dead), (1, 0, Alive), false),      // the dead cannot be revived at the same incarnation
+            ((1, 0, Dead), (1, 0, Alive), false), // the dead cannot be revived at the same incarnation
             ((1, 0, Dead), (1, 1, Alive), true),
             ((1, 0, Dead), (1, 0, Left), true),
-            ((1, 0, Left), (1, 0, Dead), false),       // a leave is never turned into a failure
-            ((1, 5, Alive), (2, 0, Alive), true),      // a new boot wins whatever its incarnation
-            ((2, 0, Alive), (1, 9, Dead), false),      // news of an old boot never touches the new one
-            ((2, 0, Left), (2, 1, Alive), true),       // rejoin after leaving
+            ((1, 0, Left), (1, 0, Dead), false), // a leave is never turned into a failure
+            ((1, 5, Alive), (2, 0, Alive), true), // a new boot wins whatever its incarnation
+            ((2, 0, Alive), (1, 9, Dead), false), // news of an old boot never touches the new one
+            ((2, 0, Left), (2, 1, Alive), true), // rejoin after leaving
         ];
         for (index, ((b0, i0, s0), (b1, i1, s1), applies)) in table.into_iter().enumerate() {
             let current = Version::new(b0, i0, s0);
             let claim = Version::new(b1, i1, s1);
-            assert_eq!(claim > current, applies, "row {index}: {claim:?} over {current:?}");
+            assert_eq!(
+                claim > current,
+                applies,
+                "row {index}: {claim:?} over {current:?}"
+            );
         }
     }
 }

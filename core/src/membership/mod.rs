@@ -128,7 +128,13 @@ impl Membership {
         Membership {
             config,
             local,
-            members: BTreeMap::from([(local, Member { info, since: Instant::ZERO })]),
+            members: BTreeMap::from([(
+                local,
+                Member {
+                    info,
+                    since: Instant::ZERO,
+                },
+            )]),
             live: 1,
             suspicions: BTreeMap::new(),
             broadcasts: BroadcastQueue::default(),
@@ -148,16 +154,21 @@ impl Membership {
     /// Arms the periodic timers, staggered so members started together do not
     /// probe and exchange state in lockstep.
     pub(crate) fn start(&mut self, ctx: &mut Ctx<'_>) {
-        self.members.get_mut(&self.local).expect("local member").since = ctx.now;
+        self.members
+            .get_mut(&self.local)
+            .expect("local member")
+            .since = ctx.now;
         let now = ctx.now;
         let probe = jitter(ctx.rng, self.config.probe_interval);
         let push_pull = jitter(ctx.rng, self.push_pull_interval());
         let reconnect = jitter(ctx.rng, self.config.reconnect_interval);
         ctx.timers.set(Timer::Probe, now + probe);
-        ctx.timers.set(Timer::Gossip, now + self.config.gossip_interval);
+        ctx.timers
+            .set(Timer::Gossip, now + self.config.gossip_interval);
         ctx.timers.set(Timer::PushPull, now + push_pull);
         ctx.timers.set(Timer::Reconnect, now + reconnect);
-        self.broadcasts.push(Update::Alive(self.local_info().clone()));
+        self.broadcasts
+            .push(Update::Alive(self.local_info().clone()));
     }
 
     pub(crate) fn local_id(&self) -> MemberId {
@@ -186,7 +197,9 @@ impl Membership {
 
     /// Whether a message from `id` at `boot_id` comes from a boot older than one we know.
     pub(crate) fn is_stale_boot(&self, id: MemberId, boot_id: u64) -> bool {
-        self.members.get(&id).is_some_and(|member| boot_id < member.info.boot_id)
+        self.members
+            .get(&id)
+            .is_some_and(|member| boot_id < member.info.boot_id)
     }
 
     // ----- inputs -------------------------------------------------------------------------
@@ -211,12 +224,22 @@ impl Membership {
         }
     }
 
-    pub(crate) fn on_message(&mut self, ctx: &mut Ctx<'_>, from: SocketAddr, header: &Header, message: Message) {
+    pub(crate) fn on_message(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        from: SocketAddr,
+        header: &Header,
+        message: Message,
+    ) {
         if self.leave == LeavePhase::Done {
             return;
         }
         match message {
-            Message::Ping { seq, target, updates } => {
+            Message::Ping {
+                seq,
+                target,
+                updates,
+            } => {
                 self.apply_updates(ctx, updates);
                 if target != self.local {
                     ctx.outbox.metrics.count_rejected(Rejection::Misdirected);
@@ -228,7 +251,12 @@ impl Membership {
                 self.on_ack(ctx, seq);
                 self.apply_updates(ctx, updates);
             }
-            Message::PingReq { seq, target, target_addr, updates } => {
+            Message::PingReq {
+                seq,
+                target,
+                target_addr,
+                updates,
+            } => {
                 self.apply_updates(ctx, updates);
                 self.on_ping_req(ctx, from, seq, target, target_addr);
             }
@@ -242,17 +270,43 @@ impl Membership {
         }
     }
 
-    /// Adds seeds; while alone, tries the due ones at once.
-    pub(crate) fn add_seeds(&mut self, ctx: &mut Ctx<'_>, addrs: &[SocketAddr], from_discovery: bool) {
+    /// Adds seeds. An explicit join contacts its addresses at once, as
+    /// memberlist's `Join` does (it may merge two clusters); discovered
+    /// addresses are tried at once only while this member is alone.
+    pub(crate) fn add_seeds(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        addrs: &[SocketAddr],
+        from_discovery: bool,
+    ) {
         let own = self.local_info().addr;
         let addrs: Vec<_> = addrs.iter().copied().filter(|&addr| addr != own).collect();
         let ignored = self.seeds.add(&addrs, from_discovery, ctx.now);
         if ignored > 0 {
-            tracing::warn!(ignored, limit = limits::MAX_SEEDS, "too many seeds; extra addresses ignored");
+            tracing::warn!(
+                ignored,
+                limit = limits::MAX_SEEDS,
+                "too many seeds; extra addresses ignored"
+            );
+        }
+        if !from_discovery && self.live > 1 {
+            for &addr in &addrs {
+                self.contact_seed(ctx, addr);
+            }
         }
         if self.live == 1 {
             self.on_seed_retry(ctx);
         }
+    }
+
+    fn contact_seed(&mut self, ctx: &mut Ctx<'_>, addr: SocketAddr) {
+        let body = self.push_pull(true, false);
+        ctx.outbox.send(addr, Channel::Stream, body);
+        let (initial, max) = (
+            self.config.seed_backoff_initial,
+            self.config.seed_backoff_max,
+        );
+        self.seeds.attempted(addr, ctx.now, ctx.rng, initial, max);
     }
 
     /// Starts a graceful leave: announce `leaving`, so others stop giving this
@@ -274,15 +328,27 @@ impl Membership {
         }
         self.leave = LeavePhase::Left;
         let info = self.local_info().clone();
-        let update = Update::Left { id: info.id, boot_id: info.boot_id, incarnation: info.incarnation };
-        self.set_state(ctx, self.local, State::Left, info.version().with_state(State::Left));
+        let update = Update::Left {
+            id: info.id,
+            boot_id: info.boot_id,
+            incarnation: info.incarnation,
+        };
+        self.set_state(
+            ctx,
+            self.local,
+            State::Left,
+            info.version().with_state(State::Left),
+        );
         self.broadcasts.push(update);
         ctx.timers.cancel(Timer::Probe);
         ctx.timers.cancel(Timer::ProbeTimeout);
         self.probe = None;
         // Spread it now rather than at the next gossip tick.
         self.on_gossip_timer(ctx);
-        ctx.timers.set(Timer::LeavePropagated, ctx.now + self.config.leave_propagate);
+        ctx.timers.set(
+            Timer::LeavePropagated,
+            ctx.now + self.config.leave_propagate,
+        );
     }
 
     /// Replaces this member's tags and announces them with a new incarnation.
@@ -305,11 +371,21 @@ impl Membership {
 
     fn on_probe_timer(&mut self, ctx: &mut Ctx<'_>) {
         self.finish_probe(ctx);
-        ctx.timers.set(Timer::Probe, ctx.now + self.awareness.scale(self.config.probe_interval));
+        ctx.timers.set(
+            Timer::Probe,
+            ctx.now + self.awareness.scale(self.config.probe_interval),
+        );
         let members = &self.members;
         let local = self.local;
-        let probeable = |id: MemberId| id != local && members.get(&id).is_some_and(|m| m.info.state.is_live());
-        let candidates = || members.keys().copied().filter(|&id| probeable(id)).collect();
+        let probeable =
+            |id: MemberId| id != local && members.get(&id).is_some_and(|m| m.info.state.is_live());
+        let candidates = || {
+            members
+                .keys()
+                .copied()
+                .filter(|&id| probeable(id))
+                .collect()
+        };
         let Some(target) = self.probe_order.next(ctx.rng, probeable, candidates) else {
             return;
         };
@@ -317,16 +393,30 @@ impl Membership {
         let (addr, version) = (info.addr, info.version());
         // Buddy system (Lifeguard §4.4): a suspect learns of its suspicion from the
         // probe itself, so it can refute at once.
-        let buddy = (info.state == State::Suspect).then(|| Update::Suspect {
+        let buddy = (info.state == State::Suspect).then_some(Update::Suspect {
             id: target,
             boot_id: info.boot_id,
             incarnation: info.incarnation,
             from: self.local,
         });
         let seq = self.next_seq();
-        self.send_with_updates(ctx, addr, buddy, |updates| Message::Ping { seq, target, updates });
-        self.probe = Some(Probe { seq, target, version, acked: false, nacks: 0, expected_nacks: 0 });
-        ctx.timers.set(Timer::ProbeTimeout, ctx.now + self.awareness.scale(self.config.probe_timeout));
+        self.send_with_updates(ctx, addr, buddy, |updates| Message::Ping {
+            seq,
+            target,
+            updates,
+        });
+        self.probe = Some(Probe {
+            seq,
+            target,
+            version,
+            acked: false,
+            nacks: 0,
+            expected_nacks: 0,
+        });
+        ctx.timers.set(
+            Timer::ProbeTimeout,
+            ctx.now + self.awareness.scale(self.config.probe_timeout),
+        );
     }
 
     /// The direct ack is late: ask `k` alive members to probe the target.
@@ -341,11 +431,18 @@ impl Membership {
         let helpers: Vec<SocketAddr> = self
             .members
             .values()
-            .filter(|m| m.info.id != self.local && m.info.id != target && m.info.state == State::Alive)
+            .filter(|m| {
+                m.info.id != self.local && m.info.id != target && m.info.state == State::Alive
+            })
             .map(|m| m.info.addr)
             .choose_multiple(ctx.rng, self.config.indirect_checks as usize);
         for &helper in &helpers {
-            self.send_with_updates(ctx, helper, None, |updates| Message::PingReq { seq, target, target_addr, updates });
+            self.send_with_updates(ctx, helper, None, |updates| Message::PingReq {
+                seq,
+                target,
+                target_addr,
+                updates,
+            });
         }
         if let Some(probe) = self.probe.as_mut() {
             probe.expected_nacks = helpers.len() as u32;
@@ -365,13 +462,16 @@ impl Membership {
         // Lifeguard §4.3: missing nacks mean our own network is the problem;
         // with nobody to ask, the failed probe itself counts once.
         let missed_nacks = probe.expected_nacks.saturating_sub(probe.nacks);
-        let delta = if probe.expected_nacks > 0 { missed_nacks } else { 1 };
+        let delta = if probe.expected_nacks > 0 {
+            missed_nacks
+        } else {
+            1
+        };
         self.awareness.apply_delta(delta as i32);
         let version = probe.version.with_state(State::Suspect);
-        let still_same = self
-            .members
-            .get(&probe.target)
-            .is_some_and(|m| m.info.state.is_live() && m.info.version().with_state(State::Suspect) == version);
+        let still_same = self.members.get(&probe.target).is_some_and(|m| {
+            m.info.state.is_live() && m.info.version().with_state(State::Suspect) == version
+        });
         if still_same {
             tracing::debug!(target = %probe.target, "probe failed; suspecting");
             self.on_suspect(ctx, probe.target, version, self.local);
@@ -379,33 +479,62 @@ impl Membership {
     }
 
     fn on_ack(&mut self, ctx: &mut Ctx<'_>, seq: u32) {
-        if let Some(probe) = self.probe.as_mut().filter(|probe| probe.seq == seq && !probe.acked) {
+        if let Some(probe) = self
+            .probe
+            .as_mut()
+            .filter(|probe| probe.seq == seq && !probe.acked)
+        {
             probe.acked = true;
             ctx.timers.cancel(Timer::ProbeTimeout);
             self.awareness.apply_delta(-1);
         } else if let Some(relay) = self.relays.remove(&seq) {
             ctx.timers.cancel(Timer::RelayedProbe(seq));
             let origin_seq = relay.origin_seq;
-            self.send_with_updates(ctx, relay.origin, None, |updates| Message::Ack { seq: origin_seq, updates });
+            self.send_with_updates(ctx, relay.origin, None, |updates| Message::Ack {
+                seq: origin_seq,
+                updates,
+            });
         }
     }
 
-    fn on_ping_req(&mut self, ctx: &mut Ctx<'_>, from: SocketAddr, seq: u32, target: MemberId, target_addr: SocketAddr) {
+    fn on_ping_req(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        from: SocketAddr,
+        seq: u32,
+        target: MemberId,
+        target_addr: SocketAddr,
+    ) {
         if self.relays.len() >= limits::MAX_RELAYED_PROBES {
             ctx.outbox.metrics.dropped_relays += 1;
             return;
         }
         let relay_seq = self.next_seq();
-        self.relays.insert(relay_seq, Relay { origin: from, origin_seq: seq });
-        self.send_with_updates(ctx, target_addr, None, |updates| Message::Ping { seq: relay_seq, target, updates });
+        self.relays.insert(
+            relay_seq,
+            Relay {
+                origin: from,
+                origin_seq: seq,
+            },
+        );
+        self.send_with_updates(ctx, target_addr, None, |updates| Message::Ping {
+            seq: relay_seq,
+            target,
+            updates,
+        });
         // memberlist sends the nack at 80 % of the probe timeout, so it arrives
         // before the requester gives up.
-        ctx.timers.set(Timer::RelayedProbe(relay_seq), ctx.now + self.config.probe_timeout * 4 / 5);
+        ctx.timers.set(
+            Timer::RelayedProbe(relay_seq),
+            ctx.now + self.config.probe_timeout * 4 / 5,
+        );
     }
 
     fn on_relay_timeout(&mut self, ctx: &mut Ctx<'_>, seq: u32) {
         if let Some(relay) = self.relays.remove(&seq) {
-            let body = Body::Membership(Message::Nack { seq: relay.origin_seq });
+            let body = Body::Membership(Message::Nack {
+                seq: relay.origin_seq,
+            });
             ctx.outbox.send(relay.origin, Channel::Datagram, body);
         }
     }
@@ -421,7 +550,10 @@ impl Membership {
         let Some(suspicion) = self.suspicions.remove(&id) else {
             return;
         };
-        let still_suspect = self.members.get(&id).is_some_and(|m| m.info.version() == suspicion.version);
+        let still_suspect = self
+            .members
+            .get(&id)
+            .is_some_and(|m| m.info.version() == suspicion.version);
         if still_suspect {
             let version = suspicion.version.with_state(State::Dead);
             tracing::info!(member = %id, "suspicion timed out; declaring dead");
@@ -429,8 +561,18 @@ impl Membership {
         }
     }
 
-    fn start_suspicion(&mut self, ctx: &mut Ctx<'_>, id: MemberId, version: Version, from: MemberId) {
-        let floor = suspicion::floor(self.config.suspicion_mult.get(), self.live, self.config.probe_interval);
+    fn start_suspicion(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        id: MemberId,
+        version: Version,
+        from: MemberId,
+    ) {
+        let floor = suspicion::floor(
+            self.config.suspicion_mult.get(),
+            self.live,
+            self.config.probe_interval,
+        );
         let max = floor * self.config.suspicion_max_mult.get();
         // memberlist expects `suspicion_mult − 2` independent confirmations.
         let expected = self.config.suspicion_mult.get().saturating_sub(2);
@@ -462,7 +604,11 @@ impl Membership {
     fn on_claim_about_self(&mut self, version: Version) {
         let local = self.local_info();
         if version.boot_id > local.boot_id {
-            tracing::error!(boot_id = version.boot_id, own_boot_id = local.boot_id, "another process claims this member's durable id with a newer boot; is a data dir copied?");
+            tracing::error!(
+                boot_id = version.boot_id,
+                own_boot_id = local.boot_id,
+                "another process claims this member's durable id with a newer boot; is a data dir copied?"
+            );
             return;
         }
         let ours = local.version();
@@ -498,7 +644,10 @@ impl Membership {
             if self.conflicts.insert(info.id) {
                 // We declared it dead and it refuted: two live processes share a name.
                 tracing::error!(member = %info.id, name = %info.name, "another live member uses this member's name");
-                ctx.outbox.event(Event::NameConflict { name: info.name.clone(), other: info.id });
+                ctx.outbox.event(Event::NameConflict {
+                    name: info.name.clone(),
+                    other: info.id,
+                });
             }
         }
         if known.is_none() {
@@ -542,7 +691,13 @@ impl Membership {
             return;
         }
         let id = info.id;
-        self.members.insert(id, Member { info: info.clone(), since: ctx.now });
+        self.members.insert(
+            id,
+            Member {
+                info: info.clone(),
+                since: ctx.now,
+            },
+        );
         self.live += 1;
         self.probe_order.insert(ctx.rng, id);
         self.broadcasts.push(Update::Alive(info.clone()));
@@ -564,9 +719,23 @@ impl Membership {
         if !self.make_room(ctx) {
             return;
         }
-        let info = MemberInfo { state: State::Dead, ..info };
-        self.members.insert(id, Member { info, since: ctx.now });
-        let update = Update::Dead { id, boot_id: version.boot_id, incarnation: version.incarnation, from: self.local };
+        let info = MemberInfo {
+            state: State::Dead,
+            ..info
+        };
+        self.members.insert(
+            id,
+            Member {
+                info,
+                since: ctx.now,
+            },
+        );
+        let update = Update::Dead {
+            id,
+            boot_id: version.boot_id,
+            incarnation: version.incarnation,
+            from: self.local,
+        };
         self.broadcasts.push(update);
     }
 
@@ -590,12 +759,21 @@ impl Membership {
         let current = member.info.version();
         if version == current && member.info.state == State::Suspect {
             // Lifeguard §4.2: an independent confirmation shortens the timeout.
-            if let Some(suspicion) = self.suspicions.get_mut(&id).filter(|s| s.version == version)
+            if let Some(suspicion) = self
+                .suspicions
+                .get_mut(&id)
+                .filter(|s| s.version == version)
                 && suspicion.confirm(from)
             {
-                ctx.timers.set(Timer::Suspicion(id), suspicion.deadline().max(ctx.now));
+                ctx.timers
+                    .set(Timer::Suspicion(id), suspicion.deadline().max(ctx.now));
                 let info = &member.info;
-                self.broadcasts.push(Update::Suspect { id, boot_id: info.boot_id, incarnation: info.incarnation, from });
+                self.broadcasts.push(Update::Suspect {
+                    id,
+                    boot_id: info.boot_id,
+                    incarnation: info.incarnation,
+                    from,
+                });
             }
             return;
         }
@@ -604,7 +782,12 @@ impl Membership {
         }
         self.set_state(ctx, id, State::Suspect, version);
         self.start_suspicion(ctx, id, version, from);
-        self.broadcasts.push(Update::Suspect { id, boot_id: version.boot_id, incarnation: version.incarnation, from });
+        self.broadcasts.push(Update::Suspect {
+            id,
+            boot_id: version.boot_id,
+            incarnation: version.incarnation,
+            from,
+        });
         let info = self.members[&id].info.clone();
         ctx.outbox.event(Event::MemberSuspected(info));
     }
@@ -613,13 +796,13 @@ impl Membership {
         if id == self.local {
             return self.on_claim_about_self(version);
         }
-        if !self.members.get(&id).is_some_and(|m| version > m.info.version()) {
-            return;
-        }
-        self.set_state(ctx, id, State::Dead, version);
-        self.broadcasts.push(Update::Dead { id, boot_id: version.boot_id, incarnation: version.incarnation, from });
-        let info = self.members[&id].info.clone();
-        ctx.outbox.event(Event::MemberFailed(info));
+        let update = Update::Dead {
+            id,
+            boot_id: version.boot_id,
+            incarnation: version.incarnation,
+            from,
+        };
+        self.record_departure(ctx, id, version, update);
     }
 
     fn on_left(&mut self, ctx: &mut Ctx<'_>, id: MemberId, version: Version) {
@@ -629,19 +812,53 @@ impl Membership {
             }
             return;
         }
-        if !self.members.get(&id).is_some_and(|m| version > m.info.version()) {
+        let update = Update::Left {
+            id,
+            boot_id: version.boot_id,
+            incarnation: version.incarnation,
+        };
+        self.record_departure(ctx, id, version, update);
+    }
+
+    /// Applies a claim that another member died or left, if it is news: a
+    /// death is reported as a failure, a leave never is.
+    fn record_departure(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        id: MemberId,
+        version: Version,
+        update: Update,
+    ) {
+        if self
+            .members
+            .get(&id)
+            .is_none_or(|m| version <= m.info.version())
+        {
             return;
         }
-        self.set_state(ctx, id, State::Left, version);
-        self.broadcasts.push(Update::Left { id, boot_id: version.boot_id, incarnation: version.incarnation });
+        let state = version.state();
+        debug_assert!(
+            matches!(state, State::Dead | State::Left),
+            "a departure is a death or a leave"
+        );
+        self.set_state(ctx, id, state, version);
+        self.broadcasts.push(update);
         let info = self.members[&id].info.clone();
-        ctx.outbox.event(Event::MemberLeft(info));
+        let event = if state == State::Left {
+            Event::MemberLeft(info)
+        } else {
+            Event::MemberFailed(info)
+        };
+        ctx.outbox.event(event);
     }
 
     /// Moves a known member to `state` at `version`, keeping the live count,
     /// the suspicion table and its timers in step.
     fn set_state(&mut self, ctx: &mut Ctx<'_>, id: MemberId, state: State, version: Version) {
-        let member = self.members.get_mut(&id).expect("caller checked the member exists");
+        let member = self
+            .members
+            .get_mut(&id)
+            .expect("caller checked the member exists");
         let was_live = member.info.state.is_live();
         member.info.state = state;
         member.info.boot_id = version.boot_id;
@@ -679,22 +896,35 @@ impl Membership {
 
     /// Sends a datagram built by `message` around as many pending updates as
     /// fit, `first` ahead of them.
-    fn send_with_updates(&mut self, ctx: &mut Ctx<'_>, to: SocketAddr, first: Option<Update>, message: impl Fn(Updates) -> Message) {
-        let base = postcard::experimental::serialized_size(&message(Updates::new())).unwrap_or(usize::MAX);
-        let mut budget = limits::MAX_DATAGRAM_BYTES.saturating_sub(ctx.outbox.header_len() + base + Body::VARIANT_BYTES);
+    fn send_with_updates(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        to: SocketAddr,
+        first: Option<Update>,
+        message: impl Fn(Updates) -> Message,
+    ) {
+        let base =
+            postcard::experimental::serialized_size(&message(Updates::new())).unwrap_or(usize::MAX);
+        let mut budget = limits::MAX_DATAGRAM_BYTES
+            .saturating_sub(ctx.outbox.header_len() + base + Body::VARIANT_BYTES);
         let mut updates = Vec::new();
         if let Some(first) = first {
-            budget = budget.saturating_sub(postcard::experimental::serialized_size(&first).unwrap_or(usize::MAX));
+            budget = budget.saturating_sub(
+                postcard::experimental::serialized_size(&first).unwrap_or(usize::MAX),
+            );
             updates.push(first);
         }
         let limit = self.retransmit_limit();
-        self.broadcasts.fill(budget, limits::MAX_PIGGYBACK, limit, &mut updates);
+        self.broadcasts
+            .fill(budget, limits::MAX_PIGGYBACK, limit, &mut updates);
         let updates = BoundedVec::try_from_vec(updates).expect("fill respects MAX_PIGGYBACK");
-        ctx.outbox.send(to, Channel::Datagram, Body::Membership(message(updates)));
+        ctx.outbox
+            .send(to, Channel::Datagram, Body::Membership(message(updates)));
     }
 
     fn on_gossip_timer(&mut self, ctx: &mut Ctx<'_>) {
-        ctx.timers.set(Timer::Gossip, ctx.now + self.config.gossip_interval);
+        ctx.timers
+            .set(Timer::Gossip, ctx.now + self.config.gossip_interval);
         if self.broadcasts.is_empty() {
             return;
         }
@@ -706,7 +936,9 @@ impl Membership {
             .members
             .values()
             .filter(|m| m.info.id != self.local)
-            .filter(|m| m.info.state.is_live() || (m.info.state == State::Dead && now < m.since + recent))
+            .filter(|m| {
+                m.info.state.is_live() || (m.info.state == State::Dead && now < m.since + recent)
+            })
             .map(|m| m.info.addr)
             .choose_multiple(ctx.rng, self.config.gossip_nodes.get() as usize);
         for target in targets {
@@ -722,14 +954,20 @@ impl Membership {
     /// memberlist's scaling: past 32 members the interval grows with log2(n),
     /// so the cluster's total push-pull traffic does not grow quadratically.
     fn push_pull_interval(&self) -> Duration {
-        let doublings = (usize::BITS - self.live.saturating_sub(1).leading_zeros()).saturating_sub(5);
+        let doublings =
+            (usize::BITS - self.live.saturating_sub(1).leading_zeros()).saturating_sub(5);
         self.config.push_pull_interval * (1 + doublings)
     }
 
     fn push_pull(&self, join: bool, reply: bool) -> Body {
         let members: Vec<MemberInfo> = self.members.values().map(|m| m.info.clone()).collect();
-        let members = BoundedVec::try_from_vec(members).expect("member table bounded by MAX_MEMBERS");
-        Body::Membership(Message::PushPull(PushPull { join, reply, members }))
+        let members =
+            BoundedVec::try_from_vec(members).expect("member table bounded by MAX_MEMBERS");
+        Body::Membership(Message::PushPull(PushPull {
+            join,
+            reply,
+            members,
+        }))
     }
 
     fn on_push_pull_timer(&mut self, ctx: &mut Ctx<'_>) {
@@ -748,16 +986,23 @@ impl Membership {
     }
 
     fn on_push_pull(&mut self, ctx: &mut Ctx<'_>, header: &Header, push_pull: PushPull) {
-        let reply_to = push_pull.members.iter().find(|m| m.id == header.from).map(|m| m.addr);
+        let reply_to = push_pull
+            .members
+            .iter()
+            .find(|m| m.id == header.from)
+            .map(|m| m.addr);
         for info in push_pull.members.into_vec() {
             let version = info.version();
             match info.state {
                 State::Alive => self.on_alive(ctx, info),
                 // memberlist: a remote "dead" only makes us suspect, so a member
                 // wrongly dead elsewhere gets its chance to refute.
-                State::Suspect | State::Dead => {
-                    self.on_suspect(ctx, info.id, version.with_state(State::Suspect), header.from)
-                }
+                State::Suspect | State::Dead => self.on_suspect(
+                    ctx,
+                    info.id,
+                    version.with_state(State::Suspect),
+                    header.from,
+                ),
                 State::Left => self.on_left(ctx, info.id, version),
             }
         }
@@ -778,10 +1023,7 @@ impl Membership {
             return;
         }
         for addr in self.seeds.due(ctx.now) {
-            let body = self.push_pull(true, false);
-            ctx.outbox.send(addr, Channel::Stream, body);
-            let (initial, max) = (self.config.seed_backoff_initial, self.config.seed_backoff_max);
-            self.seeds.attempted(addr, ctx.now, ctx.rng, initial, max);
+            self.contact_seed(ctx, addr);
         }
         match self.seeds.next_attempt() {
             Some(next) => ctx.timers.set(Timer::SeedRetry, next),
@@ -793,15 +1035,31 @@ impl Membership {
     /// member, and one seed that no live member answers at.
     fn on_reconnect_timer(&mut self, ctx: &mut Ctx<'_>) {
         let interval = self.config.reconnect_interval;
-        ctx.timers.set(Timer::Reconnect, ctx.now + jitter(ctx.rng, interval) / 2 + interval / 2);
+        ctx.timers.set(
+            Timer::Reconnect,
+            ctx.now + jitter(ctx.rng, interval) / 2 + interval / 2,
+        );
         self.reap(ctx);
         if self.leave >= LeavePhase::Left {
             return;
         }
-        let dead = self.members.values().filter(|m| m.info.state == State::Dead).map(|m| m.info.addr).choose(ctx.rng);
-        let live_addrs: BTreeSet<SocketAddr> =
-            self.members.values().filter(|m| m.info.state.is_live()).map(|m| m.info.addr).collect();
-        let seed = self.seeds.addrs().filter(|addr| !live_addrs.contains(addr)).choose(ctx.rng);
+        let dead = self
+            .members
+            .values()
+            .filter(|m| m.info.state == State::Dead)
+            .map(|m| m.info.addr)
+            .choose(ctx.rng);
+        let live_addrs: BTreeSet<SocketAddr> = self
+            .members
+            .values()
+            .filter(|m| m.info.state.is_live())
+            .map(|m| m.info.addr)
+            .collect();
+        let seed = self
+            .seeds
+            .addrs()
+            .filter(|addr| !live_addrs.contains(addr))
+            .choose(ctx.rng);
         for addr in dead.into_iter().chain(seed) {
             let body = self.push_pull(false, false);
             ctx.outbox.send(addr, Channel::Stream, body);
@@ -835,7 +1093,10 @@ impl Membership {
     }
 
     fn remove_member(&mut self, ctx: &mut Ctx<'_>, id: MemberId) {
-        debug_assert!(!self.members[&id].info.state.is_live(), "only dead or left members are reaped");
+        debug_assert!(
+            !self.members[&id].info.state.is_live(),
+            "only dead or left members are reaped"
+        );
         self.members.remove(&id);
         self.broadcasts.remove(id);
         self.probe_order.remove(id);
@@ -850,31 +1111,68 @@ impl Membership {
         let local = self.local_info();
         assert_eq!(local.id, self.local, "local record keyed by its id");
         if self.leave < LeavePhase::Left {
-            assert_eq!(local.state, State::Alive, "a member never holds itself suspect or dead");
+            assert_eq!(
+                local.state,
+                State::Alive,
+                "a member never holds itself suspect or dead"
+            );
         }
-        let live = self.members.values().filter(|m| m.info.state.is_live()).count();
+        let live = self
+            .members
+            .values()
+            .filter(|m| m.info.state.is_live())
+            .count();
         assert_eq!(self.live, live, "live count in step with the table");
-        assert!(self.members.len() <= limits::MAX_MEMBERS, "member table within its bound");
+        assert!(
+            self.members.len() <= limits::MAX_MEMBERS,
+            "member table within its bound"
+        );
         for (id, member) in &self.members {
             assert_eq!(*id, member.info.id, "member keyed by its id");
             let suspicion = self.suspicions.get(id);
-            assert_eq!(member.info.state == State::Suspect, suspicion.is_some(), "suspicion for every suspect, {id}");
+            assert_eq!(
+                member.info.state == State::Suspect,
+                suspicion.is_some(),
+                "suspicion for every suspect, {id}"
+            );
             if let Some(suspicion) = suspicion {
-                assert_eq!(suspicion.version, member.info.version(), "suspicion tracks the current claim");
-                assert!(timers.deadline(Timer::Suspicion(*id)).is_some(), "suspicion timer armed for {id}");
+                assert_eq!(
+                    suspicion.version,
+                    member.info.version(),
+                    "suspicion tracks the current claim"
+                );
+                assert!(
+                    timers.deadline(Timer::Suspicion(*id)).is_some(),
+                    "suspicion timer armed for {id}"
+                );
             }
         }
-        assert!(self.relays.len() <= limits::MAX_RELAYED_PROBES, "relays within their bound");
+        assert!(
+            self.relays.len() <= limits::MAX_RELAYED_PROBES,
+            "relays within their bound"
+        );
         for seq in self.relays.keys() {
-            assert!(timers.deadline(Timer::RelayedProbe(*seq)).is_some(), "relay {seq} has a nack timer");
+            assert!(
+                timers.deadline(Timer::RelayedProbe(*seq)).is_some(),
+                "relay {seq} has a nack timer"
+            );
         }
         self.broadcasts.check_invariants();
-        assert!(self.broadcasts.len() <= self.members.len(), "one broadcast per member at most");
+        assert!(
+            self.broadcasts.len() <= self.members.len(),
+            "one broadcast per member at most"
+        );
         for subject in self.broadcasts.subjects() {
-            assert!(self.members.contains_key(&subject), "broadcast about a reaped member {subject}");
+            assert!(
+                self.members.contains_key(&subject),
+                "broadcast about a reaped member {subject}"
+            );
         }
         if self.leave < LeavePhase::Left {
-            assert!(!self.joined || self.live > 1, "joined only while another member is live");
+            assert!(
+                !self.joined || self.live > 1,
+                "joined only while another member is live"
+            );
             assert!(timers.deadline(Timer::Probe).is_some(), "probe timer armed");
         }
     }
