@@ -101,6 +101,11 @@ impl BroadcastQueue {
         used
     }
 
+    /// Whether anything about `id` is queued.
+    pub(crate) fn contains(&self, id: MemberId) -> bool {
+        self.entries.contains_key(&id)
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.entries.len()
     }

@@ -612,15 +612,25 @@ impl Membership {
             return;
         }
         let ours = local.version();
-        if version <= ours || self.leave >= LeavePhase::Left {
+        if version.boot_id < local.boot_id
+            || self.leave >= LeavePhase::Left
+            || version.state() == State::Alive
+        {
+            return;
+        }
+        if version < ours {
+            // Someone still suspects an incarnation we already refuted: our
+            // refutation did not reach them (its retransmits may all have been
+            // lost), so queue it again. Bounded by the rate of such claims.
+            if !self.broadcasts.contains(self.local) {
+                self.broadcasts.push(Update::Alive(local.clone()));
+            }
             return;
         }
         // SWIM §4.2: refute with a higher incarnation. Lifeguard §4.3: having to
         // refute means our own messages are late, so our health drops.
         let incarnation = version.incarnation.max(local.incarnation) + 1;
-        if version.state() != State::Alive {
-            self.awareness.apply_delta(1);
-        }
+        self.awareness.apply_delta(1);
         tracing::debug!(incarnation, "refuting a claim about this member");
         let member = self.members.get_mut(&self.local).expect("local member");
         member.info.incarnation = incarnation;

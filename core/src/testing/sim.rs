@@ -332,11 +332,11 @@ impl Sim {
     /// identity across an address change. The old address then reaches
     /// nobody. Panics if another slot has `addr`.
     pub fn restart_at(&mut self, idx: NodeIdx, disk: Disk, addr: SocketAddr) {
-        if self.is_up(idx) {
-            self.take_down(idx);
-        }
         if let Some(&owner) = self.by_addr.get(&addr).filter(|&&owner| owner != idx) {
             panic!("restart_at: {addr} already belongs to {owner}");
+        }
+        if self.is_up(idx) {
+            self.take_down(idx);
         }
         let slot = &mut self.slots[idx.0];
         if addr != slot.addr {
