@@ -26,8 +26,7 @@ fn members(count: usize) -> Vec<MemberId> {
 
 /// Capacities 1 to 16, so no two neighbours weigh the same.
 fn weighted(count: usize) -> Placement {
-    let capacities =
-        (0..count).map(|index| Capacity::new(index as u32 % 16 + 1).expect("positive"));
+    let capacities = (0..count).map(|index| Capacity::new(index as u32 % 16 + 1).expect("positive"));
     Placement::weighted(members(count).into_iter().zip(capacities))
 }
 
@@ -114,10 +113,7 @@ fn bench_crate(c: &mut Criterion) {
         group.bench_function(BenchmarkId::new("calc_candidates_next", count), |b| {
             b.iter(|| {
                 let key = next_key(&mut counter);
-                nodes
-                    .calc_candidates(&KeyBytes(black_box(&key)))
-                    .next()
-                    .map(|node| **node)
+                nodes.calc_candidates(&KeyBytes(black_box(&key))).next().map(|node| **node)
             })
         });
         // The same member count through the scan, for the ratio.

@@ -92,19 +92,13 @@ pub enum ConfigError {
 impl Config {
     /// The default profile, for a LAN.
     pub fn lan(cluster_name: impl Into<String>) -> Self {
-        Config {
-            cluster_name: cluster_name.into(),
-            membership: MembershipConfig::lan(),
-        }
+        Config { cluster_name: cluster_name.into(), membership: MembershipConfig::lan() }
     }
 
     /// A fast profile for tests, demos and simulation: the same protocol with
     /// periods about five times shorter.
     pub fn fast(cluster_name: impl Into<String>) -> Self {
-        Config {
-            cluster_name: cluster_name.into(),
-            membership: MembershipConfig::fast(),
-        }
+        Config { cluster_name: cluster_name.into(), membership: MembershipConfig::fast() }
     }
 
     /// Checks the configuration; a node refuses to start on an error.
@@ -206,15 +200,9 @@ mod tests {
 
         let mut config = Config::fast("c");
         config.membership.probe_timeout = config.membership.probe_interval;
-        assert!(matches!(
-            config.validate(),
-            Err(ConfigError::ProbeTimeoutTooLong { .. })
-        ));
+        assert!(matches!(config.validate(), Err(ConfigError::ProbeTimeoutTooLong { .. })));
 
         assert_eq!(Config::fast("").validate(), Err(ConfigError::ClusterName));
-        assert_eq!(
-            Config::fast("x".repeat(200)).validate(),
-            Err(ConfigError::ClusterName)
-        );
+        assert_eq!(Config::fast("x".repeat(200)).validate(), Err(ConfigError::ClusterName));
     }
 }

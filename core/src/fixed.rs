@@ -62,10 +62,7 @@ mod tests {
         for x in [1u64, 2, 3, 5, 10, 100, 1000, 12345, 1 << 40, u64::MAX] {
             let exact = (x as f64).log2();
             let fixed = to_f64(log2_q32(x));
-            assert!(
-                (exact - fixed).abs() < 1e-8,
-                "log2({x}): {fixed} vs {exact}"
-            );
+            assert!((exact - fixed).abs() < 1e-8, "log2({x}): {fixed} vs {exact}");
         }
         assert_eq!(log2_q32(1), 0);
         assert_eq!(log2_q32(1024), 10 << 32);
@@ -81,15 +78,7 @@ mod tests {
 
     #[test]
     fn ceil_log10_counts_decimal_orders() {
-        let table = [
-            (1, 0),
-            (2, 1),
-            (10, 1),
-            (11, 2),
-            (100, 2),
-            (101, 3),
-            (1001, 4),
-        ];
+        let table = [(1, 0), (2, 1), (10, 1), (11, 2), (100, 2), (101, 3), (1001, 4)];
         for (index, (n, expected)) in table.into_iter().enumerate() {
             assert_eq!(ceil_log10(n), expected, "row {index}: n = {n}");
         }

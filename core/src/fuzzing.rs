@@ -7,14 +7,8 @@ use crate::wire::{Channel, Envelope};
 pub fn decode_envelope(bytes: &[u8]) {
     for channel in [Channel::Datagram, Channel::Stream] {
         if let Ok(envelope) = Envelope::decode(bytes, channel) {
-            let again = envelope
-                .encode(Channel::Stream)
-                .expect("a decoded envelope re-encodes");
-            assert_eq!(
-                Envelope::decode(&again, Channel::Stream).as_ref(),
-                Ok(&envelope),
-                "re-decode differs"
-            );
+            let again = envelope.encode(Channel::Stream).expect("a decoded envelope re-encodes");
+            assert_eq!(Envelope::decode(&again, Channel::Stream).as_ref(), Ok(&envelope), "re-decode differs");
         }
     }
 }

@@ -47,8 +47,6 @@ pub use config::{Config, ConfigError, MembershipConfig};
 pub use id::{ClusterUuid, MemberId};
 pub use membership::{MemberInfo, State};
 pub use metrics::{Metrics, Rejection};
-pub use node::{
-    Command, Event, Identity, Input, Node, Output, Persist, PersistState, Recovered, Transmit,
-};
+pub use node::{Command, Event, Identity, Input, Node, Output, Persist, PersistState, Recovered, Transmit};
 pub use time::Instant;
 pub use wire::{Channel, Tags};

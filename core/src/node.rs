@@ -213,11 +213,7 @@ impl Node {
     /// [`Node::next_deadline`]. `now` must never go backwards.
     pub fn handle(&mut self, now: Instant, input: Input<'_>) {
         match input {
-            Input::Receive {
-                from,
-                channel,
-                bytes,
-            } => self.on_receive(now, from, channel, bytes),
+            Input::Receive { from, channel, bytes } => self.on_receive(now, from, channel, bytes),
             Input::Tick => self.on_tick(now),
             Input::Command(command) => {
                 let (membership, mut ctx) = self.split(now);
@@ -298,12 +294,7 @@ impl Node {
     }
 
     fn split(&mut self, now: Instant) -> (&mut Membership, Ctx<'_>) {
-        let ctx = Ctx {
-            now,
-            rng: &mut self.rng,
-            timers: &mut self.timers,
-            outbox: &mut self.outbox,
-        };
+        let ctx = Ctx { now, rng: &mut self.rng, timers: &mut self.timers, outbox: &mut self.outbox };
         (&mut self.membership, ctx)
     }
 
@@ -336,7 +327,7 @@ impl Node {
         self.outbox.metrics.count_received(envelope.body.kind());
         let (membership, mut ctx) = self.split(now);
         match envelope.body {
-            Body::Membership(message) => membership.on_message(&mut ctx, from, &header, message),
+            Body::Membership(message) => membership.on_message(&mut ctx, from, channel, &header, message),
         }
     }
 
@@ -389,10 +380,7 @@ impl Outbox {
     /// bug, reported in logs).
     pub(crate) fn send(&mut self, to: SocketAddr, channel: Channel, body: Body) {
         let kind = body.kind();
-        let envelope = Envelope {
-            header: self.header,
-            body,
-        };
+        let envelope = Envelope { header: self.header, body };
         let bytes = match envelope.encode(channel) {
             Ok(bytes) => bytes,
             Err(error) => {
@@ -401,9 +389,7 @@ impl Outbox {
                 return;
             }
         };
-        if channel == Channel::Datagram
-            && self.ready.len() + self.held.len() >= limits::MAX_QUEUED_OUTPUTS
-        {
+        if channel == Channel::Datagram && self.ready.len() + self.held.len() >= limits::MAX_QUEUED_OUTPUTS {
             self.metrics.dropped_outputs += 1;
             return;
         }
@@ -425,8 +411,7 @@ impl Outbox {
         let seq = self.next_persist_seq;
         self.next_persist_seq += 1;
         self.unconfirmed = Some(seq);
-        self.ready
-            .push_back(Output::Persist(Persist { seq, state }));
+        self.ready.push_back(Output::Persist(Persist { seq, state }));
     }
 
     pub(crate) fn event(&mut self, event: Event) {

@@ -71,10 +71,7 @@ mod tests {
     fn duration_since_a_later_instant_is_zero() {
         let early = Instant::from_nanos(10);
         let late = Instant::from_nanos(30);
-        assert_eq!(
-            late.saturating_duration_since(early),
-            Duration::from_nanos(20)
-        );
+        assert_eq!(late.saturating_duration_since(early), Duration::from_nanos(20));
         assert_eq!(early.saturating_duration_since(late), Duration::ZERO);
     }
 }

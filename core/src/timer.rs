@@ -78,17 +78,9 @@ impl TimerTable {
 
     /// Checks that the two indexes agree.
     pub(crate) fn check_invariants(&self) {
-        assert_eq!(
-            self.by_deadline.len(),
-            self.by_timer.len(),
-            "timer indexes differ in size"
-        );
+        assert_eq!(self.by_deadline.len(), self.by_timer.len(), "timer indexes differ in size");
         for &(deadline, timer) in &self.by_deadline {
-            assert_eq!(
-                self.by_timer.get(&timer),
-                Some(&deadline),
-                "timer {timer:?} indexed twice"
-            );
+            assert_eq!(self.by_timer.get(&timer), Some(&deadline), "timer {timer:?} indexed twice");
         }
     }
 }
@@ -125,11 +117,7 @@ mod tests {
         let fired: Vec<_> = std::iter::from_fn(|| timers.pop_expired(at(5))).collect();
         assert_eq!(
             fired,
-            [
-                Timer::Suspicion(MemberId::from_u128(1)),
-                Timer::Suspicion(MemberId::from_u128(2)),
-                Timer::Gossip,
-            ]
+            [Timer::Suspicion(MemberId::from_u128(1)), Timer::Suspicion(MemberId::from_u128(2)), Timer::Gossip,]
         );
         timers.check_invariants();
     }

@@ -6,9 +6,7 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 
 use core::time::Duration;
-use quorate_core::testing::{
-    Disk, NodeIdx, Sim, assert_no_live_member_failed, live_members_declared_failed,
-};
+use quorate_core::testing::{Disk, NodeIdx, Sim, assert_no_live_member_failed, live_members_declared_failed};
 use quorate_core::{Channel, Config, Event, PersistState, Rejection, State};
 
 const CLUSTER: &str = "driver";
@@ -82,11 +80,7 @@ fn one_seed_run_twice_gives_the_same_trace_hash_and_event_log() {
     // DESIGN §5, D1.
     let first = eventful_run(11);
     let second = eventful_run(11);
-    assert!(
-        first.event_count() > 50,
-        "the run did something: {} events",
-        first.event_count()
-    );
+    assert!(first.event_count() > 50, "the run did something: {} events", first.event_count());
     assert_eq!(first.trace_hash(), second.trace_hash());
     assert_eq!(first.events(), second.events());
     assert_eq!(first.counters(), second.counters());
@@ -107,10 +101,7 @@ fn turning_event_recording_off_keeps_the_count_and_the_hash() {
     assert_eq!(recorded.event_count(), unrecorded.event_count());
     assert_eq!(recorded.trace_hash(), unrecorded.trace_hash());
     assert_eq!(recorded.events().len() as u64, recorded.event_count());
-    assert!(
-        unrecorded.events().len() < 10,
-        "only the last step's events are kept"
-    );
+    assert!(unrecorded.events().len() < 10, "only the last step's events are kept");
 }
 
 // ----- datagrams --------------------------------------------------------------------------------
@@ -121,15 +112,9 @@ fn ten_percent_datagram_loss_drops_about_ten_percent_of_datagrams_and_no_stream_
     sim.net_mut().loss = 0.1;
     sim.run_for(secs(20));
     let datagrams = sim.counters().datagrams;
-    assert!(
-        datagrams.sent > 5_000,
-        "enough traffic to measure: {datagrams:?}"
-    );
+    assert!(datagrams.sent > 5_000, "enough traffic to measure: {datagrams:?}");
     let ratio = datagrams.lost as f64 / datagrams.sent as f64;
-    assert!(
-        (0.08..=0.12).contains(&ratio),
-        "lost {ratio:.3} of datagrams: {datagrams:?}"
-    );
+    assert!((0.08..=0.12).contains(&ratio), "lost {ratio:.3} of datagrams: {datagrams:?}");
     let streams = sim.counters().streams;
     assert!(streams.sent > 10, "push-pull ran: {streams:?}");
     assert_eq!(streams.dropped(), 0, "{streams:?}");
@@ -146,18 +131,11 @@ fn jittered_datagrams_arrive_out_of_order_but_each_once() {
     sim.run_for(millis(100));
     let mut numbers = received(&sim, nodes[0], nodes[1], Channel::Datagram);
     assert_eq!(numbers.len(), 300);
-    assert!(
-        !numbers.is_sorted(),
-        "50 ms of jitter reorders datagrams sent 0.1 ms apart"
-    );
+    assert!(!numbers.is_sorted(), "50 ms of jitter reorders datagrams sent 0.1 ms apart");
     numbers.sort_unstable();
     assert_eq!(numbers, (0..300).collect::<Vec<_>>());
     let from = sim.deliveries()[0].from;
-    assert_eq!(
-        from,
-        sim.addr(nodes[0]),
-        "a datagram comes from the sender's own address"
-    );
+    assert_eq!(from, sim.addr(nodes[0]), "a datagram comes from the sender's own address");
 }
 
 #[test]
@@ -170,14 +148,7 @@ fn duplication_delivers_every_datagram_twice() {
     sim.send_raw(nodes[0], sim.addr(nodes[1]), Channel::Stream, numbered(99));
     sim.run_for(millis(10));
     let counters = sim.counters();
-    assert_eq!(
-        (
-            counters.datagrams.sent,
-            counters.datagrams.duplicated,
-            counters.datagrams.delivered
-        ),
-        (20, 20, 40)
-    );
+    assert_eq!((counters.datagrams.sent, counters.datagrams.duplicated, counters.datagrams.delivered), (20, 20, 40));
     assert_eq!(counters.streams.delivered, 1, "streams never duplicate");
 }
 
@@ -197,32 +168,15 @@ fn streams_are_fifo_per_pair_and_unaffected_by_datagram_loss() {
     }
     sim.run_for(millis(100));
     let in_order: Vec<u16> = (0..300).collect();
-    assert_eq!(
-        received(&sim, nodes[0], nodes[1], Channel::Stream),
-        in_order
-    );
-    assert_eq!(
-        received(&sim, nodes[2], nodes[1], Channel::Stream),
-        in_order
-    );
+    assert_eq!(received(&sim, nodes[0], nodes[1], Channel::Stream), in_order);
+    assert_eq!(received(&sim, nodes[2], nodes[1], Channel::Stream), in_order);
     // Two pairs interleave: FIFO holds per pair, not across them.
     let senders: Vec<_> = sim.deliveries().iter().map(|d| d.src).collect();
     assert!(senders.windows(2).any(|w| w[0] != w[1]));
 
     // Like TCP, a frame comes from an ephemeral port, the same for the whole connection.
-    let ports: Vec<u16> = sim
-        .deliveries()
-        .iter()
-        .filter(|d| d.src == Some(nodes[0]))
-        .map(|d| d.from.port())
-        .collect();
-    assert!(
-        ports
-            .iter()
-            .all(|&port| port == ports[0] && port != sim.addr(nodes[0]).port()),
-        "{:?}",
-        &ports[..3]
-    );
+    let ports: Vec<u16> = sim.deliveries().iter().filter(|d| d.src == Some(nodes[0])).map(|d| d.from.port()).collect();
+    assert!(ports.iter().all(|&port| port == ports[0] && port != sim.addr(nodes[0]).port()), "{:?}", &ports[..3]);
 }
 
 #[test]
@@ -235,18 +189,9 @@ fn a_stream_breaks_when_its_sender_restarts() {
     sim.restart(a, Disk::Keep);
     sim.send_raw(a, sim.addr(b), Channel::Stream, numbered(3));
     sim.run_for(millis(10));
-    assert_eq!(
-        received(&sim, a, b, Channel::Stream),
-        [1, 3],
-        "the frame in flight died with its connection"
-    );
+    assert_eq!(received(&sim, a, b, Channel::Stream), [1, 3], "the frame in flight died with its connection");
     assert_eq!(sim.counters().streams.unreachable, 1);
-    let ports: Vec<u16> = sim
-        .deliveries()
-        .iter()
-        .filter(|d| d.src == Some(a))
-        .map(|d| d.from.port())
-        .collect();
+    let ports: Vec<u16> = sim.deliveries().iter().filter(|d| d.src == Some(a)).map(|d| d.from.port()).collect();
     assert_ne!(ports[0], ports[1], "the new boot opened a new connection");
 }
 
@@ -257,37 +202,21 @@ fn a_crash_before_the_fsync_delay_loses_the_pending_persist() {
     let mut sim = Sim::new(8);
     sim.disk_mut().fsync_delay = millis(10);
     let a = sim.add_node("a", Config::fast(CLUSTER));
-    let pending: Vec<_> = sim
-        .storage(a)
-        .pending()
-        .map(|persist| persist.state.clone())
-        .collect();
+    let pending: Vec<_> = sim.storage(a).pending().map(|persist| persist.state.clone()).collect();
     assert_eq!(pending, [PersistState::BootId(1)]);
     assert_eq!(sim.storage(a).synced().boot_id, 0);
     sim.run_for(millis(10));
-    assert_eq!(
-        sim.storage(a).synced().boot_id,
-        1,
-        "synced after the fsync delay"
-    );
+    assert_eq!(sim.storage(a).synced().boot_id, 1, "synced after the fsync delay");
 
     sim.restart(a, Disk::Keep);
     assert_eq!(sim.node(a).map(|node| node.boot_id()), Some(2));
     sim.run_for(millis(5));
     sim.crash(a);
-    assert_eq!(
-        sim.storage(a).pending().count(),
-        0,
-        "the crash lost the pending write"
-    );
+    assert_eq!(sim.storage(a).pending().count(), 0, "the crash lost the pending write");
     assert_eq!(sim.storage(a).synced().boot_id, 1);
 
     sim.restart(a, Disk::Keep);
-    assert_eq!(
-        sim.node(a).map(|node| node.boot_id()),
-        Some(2),
-        "recovered the previous boot id and raised it again"
-    );
+    assert_eq!(sim.node(a).map(|node| node.boot_id()), Some(2), "recovered the previous boot id and raised it again");
     sim.run_for(millis(10));
     assert_eq!(sim.storage(a).synced().boot_id, 2);
 }
@@ -304,15 +233,8 @@ fn a_restart_with_a_lost_disk_is_a_new_member_at_boot_one() {
 
     sim.restart(a, Disk::Lost);
     assert_ne!(sim.member_id(a), old_id);
-    assert_eq!(
-        sim.node(a).map(|node| (node.id(), node.boot_id())),
-        Some((sim.member_id(a), 1))
-    );
-    assert_eq!(
-        sim.node_of(old_id),
-        None,
-        "no slot holds the old id any more"
-    );
+    assert_eq!(sim.node(a).map(|node| (node.id(), node.boot_id())), Some((sim.member_id(a), 1)));
+    assert_eq!(sim.node_of(old_id), None, "no slot holds the old id any more");
     assert_eq!(sim.node_of(sim.member_id(a)), Some(a));
     assert_eq!(sim.name(a).as_str(), "a", "same name");
 }
@@ -336,9 +258,7 @@ fn a_partition_blocks_both_directions_and_heal_restores_them() {
     send_all(&mut sim, 1);
     sim.run_for(millis(10));
     for channel in [Channel::Datagram, Channel::Stream] {
-        assert!(
-            received(&sim, a, c, channel).is_empty() && received(&sim, c, a, channel).is_empty()
-        );
+        assert!(received(&sim, a, c, channel).is_empty() && received(&sim, c, a, channel).is_empty());
         assert_eq!(received(&sim, a, b, channel), [0, 1]);
         assert_eq!(received(&sim, c, d, channel), [0, 1]);
     }
@@ -380,12 +300,7 @@ fn an_isolated_node_reaches_nobody_and_nobody_reaches_it_until_heal() {
     let (mut sim, nodes) = quiet_nodes(13, 3);
     sim.isolate(nodes[1]);
     for (src, dst) in [(0, 1), (1, 0), (1, 2), (0, 2)] {
-        sim.send_raw(
-            nodes[src],
-            sim.addr(nodes[dst]),
-            Channel::Stream,
-            numbered(0),
-        );
+        sim.send_raw(nodes[src], sim.addr(nodes[dst]), Channel::Stream, numbered(0));
     }
     sim.run_for(millis(10));
     let delivered: Vec<_> = sim.deliveries().iter().map(|d| (d.src, d.dst)).collect();
@@ -418,10 +333,7 @@ fn a_node_restarted_at_a_new_address_keeps_its_id_and_its_old_address_reaches_no
     sim.restart_at(b, Disk::Keep, new_addr);
     assert_eq!((sim.addr(b), sim.member_id(b)), (new_addr, id));
     assert_eq!(sim.node(b).map(|node| node.boot_id()), Some(2));
-    assert_eq!(
-        (sim.node_at(new_addr), sim.node_at(old_addr)),
-        (Some(b), None)
-    );
+    assert_eq!((sim.node_at(new_addr), sim.node_at(old_addr)), (Some(b), None));
     sim.send_raw(a, old_addr, Channel::Datagram, numbered(1));
     sim.send_raw(a, new_addr, Channel::Datagram, numbered(2));
     sim.run_for(millis(10));
@@ -445,11 +357,7 @@ fn a_paused_node_gets_its_queued_packets_on_resume_in_arrival_order() {
     let bytes_before = sim.node(b).map(|node| node.metrics().bytes_received);
 
     sim.resume(b);
-    let delivered: Vec<(u16, _)> = sim
-        .deliveries()
-        .iter()
-        .map(|d| (number_of(&d.bytes), d.at))
-        .collect();
+    let delivered: Vec<(u16, _)> = sim.deliveries().iter().map(|d| (number_of(&d.bytes), d.at)).collect();
     let at = sim.now();
     assert_eq!(delivered, [(0, at), (1, at), (2, at), (3, at)]);
     assert!(sim.node(b).map(|node| node.metrics().bytes_received) > bytes_before);
@@ -475,11 +383,7 @@ fn a_paused_nodes_full_socket_buffer_drops_the_oldest_datagrams() {
 #[test]
 fn a_paused_node_fires_no_timers_and_sends_nothing_until_resumed() {
     let (mut sim, nodes) = cluster(18, 3);
-    assert!(
-        sim.run_until(secs(5), Sim::converged),
-        "{:?}",
-        sim.check_converged()
-    );
+    assert!(sim.run_until(secs(5), Sim::converged), "{:?}", sim.check_converged());
     sim.pause(nodes[1]);
     let sent = |sim: &Sim| sim.node_counters(nodes[1]).datagrams.sent;
     let before = sent(&sim);
@@ -502,11 +406,7 @@ fn injected_bytes_reach_the_node_directly() {
     assert_eq!(rejected.get(&Rejection::Malformed), Some(&1));
     assert_eq!(sim.deliveries().len(), 2);
     assert_eq!(sim.deliveries()[0].src, None);
-    assert_eq!(
-        sim.counters().datagrams.delivered,
-        0,
-        "injection bypasses the network"
-    );
+    assert_eq!(sim.counters().datagrams.delivered, 0, "injection bypasses the network");
 }
 
 // ----- time and checks --------------------------------------------------------------------------
@@ -519,11 +419,7 @@ fn run_until_gives_up_at_the_limit_and_leaves_the_clock_there() {
     assert_eq!(sim.now(), start + millis(300));
     assert!(sim.run_until(millis(300), |sim| sim.now() > start + millis(400)));
     // The clock moves only with events (here the nodes' own timers, tens of ms apart).
-    assert!(
-        sim.now() > start + millis(400) && sim.now() < start + millis(500),
-        "stopped at {}",
-        sim.now()
-    );
+    assert!(sim.now() > start + millis(400) && sim.now() < start + millis(500), "stopped at {}", sim.now());
 }
 
 #[test]
@@ -543,31 +439,16 @@ fn the_s6_check_flags_a_paused_member_declared_failed() {
     // A paused member is up: declaring it dead is what S6 forbids (when no
     // pause happened). The check must see it.
     let (mut sim, nodes) = cluster(23, 4);
-    assert!(
-        sim.run_until(secs(5), Sim::converged),
-        "{:?}",
-        sim.check_converged()
-    );
+    assert!(sim.run_until(secs(5), Sim::converged), "{:?}", sim.check_converged());
     let violations = Rc::new(RefCell::new(Vec::new()));
     let sink = Rc::clone(&violations);
-    sim.set_step_hook(move |sim| {
-        sink.borrow_mut()
-            .extend(live_members_declared_failed(sim).cloned())
-    });
+    sim.set_step_hook(move |sim| sink.borrow_mut().extend(live_members_declared_failed(sim).cloned()));
     sim.pause(nodes[2]);
     sim.run_for(secs(10));
     let violations = violations.borrow();
-    assert!(
-        !violations.is_empty(),
-        "a member paused for 10 s is declared dead"
-    );
+    assert!(!violations.is_empty(), "a member paused for 10 s is declared dead");
     let subjects: Vec<_> = violations.iter().map(|record| record.subject()).collect();
-    assert!(
-        subjects
-            .iter()
-            .all(|&subject| subject == Some(sim.member_id(nodes[2]))),
-        "{subjects:?}"
-    );
+    assert!(subjects.iter().all(|&subject| subject == Some(sim.member_id(nodes[2]))), "{subjects:?}");
 }
 
 #[test]
@@ -583,21 +464,11 @@ fn assert_no_live_member_failed_panics_on_a_violation() {
 #[test]
 fn converged_is_false_while_a_crashed_member_is_believed_alive_and_true_once_it_is_dead() {
     let (mut sim, nodes) = cluster(24, 5);
-    assert!(
-        sim.run_until(secs(5), Sim::converged),
-        "{:?}",
-        sim.check_converged()
-    );
+    assert!(sim.run_until(secs(5), Sim::converged), "{:?}", sim.check_converged());
     sim.crash(nodes[4]);
-    let reason = sim
-        .check_converged()
-        .expect_err("the others still hold it alive");
+    let reason = sim.check_converged().expect_err("the others still hold it alive");
     assert!(reason.reason.contains("n4"), "{reason}");
-    assert!(
-        sim.run_until(secs(10), Sim::converged),
-        "{:?}",
-        sim.check_converged()
-    );
+    assert!(sim.run_until(secs(10), Sim::converged), "{:?}", sim.check_converged());
     for &node in &nodes[..4] {
         let state = sim.member_view(node, nodes[4]).map(|info| info.state);
         assert_eq!(state, Some(State::Dead));
@@ -610,16 +481,8 @@ fn converged_is_false_while_a_crashed_member_is_believed_alive_and_true_once_it_
 fn five_nodes_joined_through_node_zero_converge_within_five_seconds() {
     let (mut sim, nodes) = cluster(30, 5);
     sim.set_step_hook(assert_no_live_member_failed);
-    assert!(
-        sim.run_until(secs(5), Sim::converged),
-        "{:?}",
-        sim.check_converged()
-    );
-    let joined = sim
-        .events()
-        .iter()
-        .filter(|record| matches!(record.event, Event::Joined))
-        .count();
+    assert!(sim.run_until(secs(5), Sim::converged), "{:?}", sim.check_converged());
+    let joined = sim.events().iter().filter(|record| matches!(record.event, Event::Joined)).count();
     assert_eq!(joined, nodes.len(), "every node reported joining once");
 }
 
@@ -627,64 +490,37 @@ fn five_nodes_joined_through_node_zero_converge_within_five_seconds() {
 fn fifty_nodes_joined_through_node_zero_converge_within_ten_seconds() {
     let (mut sim, _) = cluster(31, 50);
     sim.set_step_hook(assert_no_live_member_failed);
-    assert!(
-        sim.run_until(secs(10), Sim::converged),
-        "{:?}",
-        sim.check_converged()
-    );
+    assert!(sim.run_until(secs(10), Sim::converged), "{:?}", sim.check_converged());
 }
 
 #[test]
 fn no_packet_crosses_a_partition_of_a_live_cluster() {
     let (mut sim, nodes) = cluster(32, 6);
-    assert!(
-        sim.run_until(secs(5), Sim::converged),
-        "{:?}",
-        sim.check_converged()
-    );
+    assert!(sim.run_until(secs(5), Sim::converged), "{:?}", sim.check_converged());
     sim.set_record_deliveries(true);
     let (left, right) = nodes.split_at(3);
     sim.partition(&[left, right]);
     sim.run_for(secs(5));
-    let crossing = sim.deliveries().iter().filter(|d| {
-        d.src
-            .is_some_and(|src| left.contains(&src) != left.contains(&d.dst))
-    });
+    let crossing =
+        sim.deliveries().iter().filter(|d| d.src.is_some_and(|src| left.contains(&src) != left.contains(&d.dst)));
     assert_eq!(crossing.count(), 0);
-    assert!(
-        sim.counters().datagrams.blocked > 0,
-        "the sides kept trying"
-    );
+    assert!(sim.counters().datagrams.blocked > 0, "the sides kept trying");
 }
 
 #[test]
 fn a_member_restarted_at_a_new_address_is_known_there_by_everyone() {
     let (mut sim, nodes) = cluster(33, 5);
-    assert!(
-        sim.run_until(secs(5), Sim::converged),
-        "{:?}",
-        sim.check_converged()
-    );
+    assert!(sim.run_until(secs(5), Sim::converged), "{:?}", sim.check_converged());
     let moved = nodes[3];
     let new_addr: SocketAddr = "10.200.0.1:7946".parse().unwrap();
     sim.restart_at(moved, Disk::Keep, new_addr);
     sim.join(moved, &[nodes[0]]);
     let everyone_knows = |sim: &Sim| {
         sim.converged()
-            && nodes.iter().all(|&node| {
-                sim.member_view(node, moved)
-                    .is_some_and(|info| info.addr == new_addr)
-            })
+            && nodes.iter().all(|&node| sim.member_view(node, moved).is_some_and(|info| info.addr == new_addr))
     };
-    assert!(
-        sim.run_until(secs(10), everyone_knows),
-        "{:?}",
-        sim.check_converged()
-    );
-    assert_eq!(
-        sim.member_view(nodes[0], moved).map(|info| info.boot_id),
-        Some(2)
-    );
+    assert!(sim.run_until(secs(10), everyone_knows), "{:?}", sim.check_converged());
+    assert_eq!(sim.member_view(nodes[0], moved).map(|info| info.boot_id), Some(2));
 }
 
 /// 1,000 members with the LAN profile, all joining through the first within
@@ -697,10 +533,7 @@ fn a_thousand_lan_members_joining_within_one_period_converge_within_twenty_secon
     const MEMBERS: usize = 1_000;
     let config = Config::lan(CLUSTER);
     let period = config.membership.probe_interval;
-    #[allow(
-        clippy::disallowed_methods,
-        reason = "the benchmark times itself; the simulation never reads this clock"
-    )]
+    #[allow(clippy::disallowed_methods, reason = "the benchmark times itself; the simulation never reads this clock")]
     let started = std::time::Instant::now();
     let mut sim = Sim::new(1_000);
     sim.set_check_invariants(false);

@@ -4,41 +4,20 @@ mod support;
 
 use quorate_core::membership::{Message, PushPull, Update};
 use quorate_core::wire::{BoundedVec, Channel, limits};
-use quorate_core::{
-    Command, Config, Input, Instant, MemberId, Node, Output, PersistState, Recovered, Rejection,
-    Tags,
-};
+use quorate_core::{Command, Config, Input, Instant, MemberId, Node, Output, PersistState, Recovered, Rejection, Tags};
 use support::*;
 
 #[test]
 fn nothing_is_sent_before_the_raised_boot_id_is_persisted() {
     // DESIGN §3.1: a restarted process raises its boot id, synced before its first send.
-    let mut node = Node::new(
-        Config::fast(CLUSTER),
-        identity(1),
-        7,
-        Recovered { boot_id: 4 },
-        Instant::ZERO,
-    )
-    .unwrap();
+    let mut node = Node::new(Config::fast(CLUSTER), identity(1), 7, Recovered { boot_id: 4 }, Instant::ZERO).unwrap();
     node.handle(Instant::ZERO, Input::Command(Command::Join(vec![addr(2)])));
     let outputs = drain(&mut node);
-    let persists: Vec<_> = outputs
-        .iter()
-        .filter_map(|o| {
-            if let Output::Persist(p) = o {
-                Some(p.clone())
-            } else {
-                None
-            }
-        })
-        .collect();
+    let persists: Vec<_> =
+        outputs.iter().filter_map(|o| if let Output::Persist(p) = o { Some(p.clone()) } else { None }).collect();
     assert_eq!(persists.len(), 1);
     assert_eq!(persists[0].state, PersistState::BootId(5));
-    assert!(
-        sent(&outputs).is_empty(),
-        "sent before the boot id was durable: {outputs:?}"
-    );
+    assert!(sent(&outputs).is_empty(), "sent before the boot id was durable: {outputs:?}");
 
     node.handle(millis(1), Input::Persisted(persists[0].seq));
     let released = sent(&drain(&mut node));
@@ -58,11 +37,7 @@ fn a_ping_is_acked_with_its_sequence_number_and_a_misdirected_one_is_not() {
         &mut node,
         millis(1),
         2,
-        Message::Ping {
-            seq: 41,
-            target: MemberId::from_u128(1),
-            updates: updates(vec![]),
-        },
+        Message::Ping { seq: 41, target: MemberId::from_u128(1), updates: updates(vec![]) },
     );
     let acks: Vec<_> = sent(&outputs)
         .into_iter()
@@ -76,97 +51,42 @@ fn a_ping_is_acked_with_its_sequence_number_and_a_misdirected_one_is_not() {
         &mut node,
         millis(2),
         2,
-        Message::Ping {
-            seq: 42,
-            target: MemberId::from_u128(9),
-            updates: updates(vec![]),
-        },
+        Message::Ping { seq: 42, target: MemberId::from_u128(9), updates: updates(vec![]) },
     );
-    assert!(
-        sent(&outputs)
-            .iter()
-            .all(|(_, _, m)| !matches!(m, Message::Ack { .. })),
-        "{outputs:?}"
-    );
+    assert!(sent(&outputs).iter().all(|(_, _, m)| !matches!(m, Message::Ack { .. })), "{outputs:?}");
     assert_eq!(node.metrics().rejected(Rejection::Misdirected), 1);
 }
 
 #[test]
 fn messages_from_another_cluster_or_version_or_garbage_are_rejected_and_counted() {
     let mut node = started_node(Config::fast(CLUSTER));
-    let ping = Message::Ping {
-        seq: 1,
-        target: MemberId::from_u128(1),
-        updates: updates(vec![]),
-    };
+    let ping = Message::Ping { seq: 1, target: MemberId::from_u128(1), updates: updates(vec![]) };
 
     let mut foreign = header_of(2, 1);
     foreign.cluster_name_hash = quorate_core::id::cluster_name_hash("other");
     let bytes = encode(foreign, ping.clone(), Channel::Datagram);
-    node.handle(
-        millis(1),
-        Input::Receive {
-            from: addr(2),
-            channel: Channel::Datagram,
-            bytes: &bytes,
-        },
-    );
+    node.handle(millis(1), Input::Receive { from: addr(2), channel: Channel::Datagram, bytes: &bytes });
     assert!(sent(&drain(&mut node)).is_empty());
     assert_eq!(node.metrics().rejected(Rejection::ForeignCluster), 1);
 
     let mut bytes = encode(header_of(2, 1), ping, Channel::Datagram);
     bytes[0] = 99;
-    node.handle(
-        millis(2),
-        Input::Receive {
-            from: addr(2),
-            channel: Channel::Datagram,
-            bytes: &bytes,
-        },
-    );
+    node.handle(millis(2), Input::Receive { from: addr(2), channel: Channel::Datagram, bytes: &bytes });
     assert_eq!(node.metrics().rejected(Rejection::UnknownVersion), 1);
 
-    node.handle(
-        millis(3),
-        Input::Receive {
-            from: addr(2),
-            channel: Channel::Datagram,
-            bytes: &[1, 0xff, 0xff],
-        },
-    );
+    node.handle(millis(3), Input::Receive { from: addr(2), channel: Channel::Datagram, bytes: &[1, 0xff, 0xff] });
     assert_eq!(node.metrics().rejected(Rejection::Malformed), 1);
-    assert!(
-        node.members().all(|m| m.id == node.id()),
-        "nothing rejected may change membership"
-    );
+    assert!(node.members().all(|m| m.id == node.id()), "nothing rejected may change membership");
 }
 
 #[test]
 fn a_suspicion_about_itself_is_refuted_with_a_higher_incarnation() {
     // SWIM §4.2: a suspected member refutes by raising its incarnation.
     let mut node = started_node(Config::fast(CLUSTER));
-    receive(
-        &mut node,
-        millis(1),
-        2,
-        Message::Gossip {
-            updates: updates(vec![Update::Alive(alive(2, 0))]),
-        },
-    );
-    let suspicion = Update::Suspect {
-        id: MemberId::from_u128(1),
-        boot_id: 1,
-        incarnation: 0,
-        from: MemberId::from_u128(2),
-    };
-    receive(
-        &mut node,
-        millis(2),
-        2,
-        Message::Gossip {
-            updates: updates(vec![suspicion]),
-        },
-    );
+    receive(&mut node, millis(1), 2, Message::Gossip { updates: updates(vec![Update::Alive(alive(2, 0))]) });
+    let suspicion =
+        Update::Suspect { id: MemberId::from_u128(1), boot_id: 1, incarnation: 0, from: MemberId::from_u128(2) };
+    receive(&mut node, millis(2), 2, Message::Gossip { updates: updates(vec![suspicion]) });
     assert_eq!(node.member(node.id()).unwrap().incarnation, 1);
 
     // The refutation rides on the next message the node sends.
@@ -174,100 +94,37 @@ fn a_suspicion_about_itself_is_refuted_with_a_higher_incarnation() {
         &mut node,
         millis(3),
         2,
-        Message::Ping {
-            seq: 5,
-            target: MemberId::from_u128(1),
-            updates: updates(vec![]),
-        },
+        Message::Ping { seq: 5, target: MemberId::from_u128(1), updates: updates(vec![]) },
     );
     let refuted = sent(&outputs).into_iter().any(|(_, _, message)| match message {
-        Message::Ack { updates, .. } => updates.iter().any(|u| matches!(u, Update::Alive(info) if info.id == MemberId::from_u128(1) && info.incarnation == 1)),
+        Message::Ack { updates, .. } => updates
+            .iter()
+            .any(|u| matches!(u, Update::Alive(info) if info.id == MemberId::from_u128(1) && info.incarnation == 1)),
         _ => false,
     });
     assert!(refuted, "{outputs:?}");
-    assert!(
-        node.local_health() > 0,
-        "Lifeguard: having to refute lowers local health"
-    );
+    assert!(node.local_health() > 0, "Lifeguard: having to refute lowers local health");
 }
 
 #[test]
 fn claims_about_an_older_boot_never_touch_the_current_one() {
     // DESIGN §3.1: state is ordered by (boot_id, incarnation); an old boot is never confused with the new one.
-    let mut node = Node::new(
-        Config::fast(CLUSTER),
-        identity(1),
-        7,
-        Recovered { boot_id: 2 },
-        Instant::ZERO,
-    )
-    .unwrap();
-    let persist = drain(&mut node)
-        .into_iter()
-        .find_map(|o| {
-            if let Output::Persist(p) = o {
-                Some(p)
-            } else {
-                None
-            }
-        })
-        .unwrap();
+    let mut node = Node::new(Config::fast(CLUSTER), identity(1), 7, Recovered { boot_id: 2 }, Instant::ZERO).unwrap();
+    let persist =
+        drain(&mut node).into_iter().find_map(|o| if let Output::Persist(p) = o { Some(p) } else { None }).unwrap();
     node.handle(Instant::ZERO, Input::Persisted(persist.seq));
-    let dead = Update::Dead {
-        id: MemberId::from_u128(1),
-        boot_id: 2,
-        incarnation: 50,
-        from: MemberId::from_u128(2),
-    };
-    receive(
-        &mut node,
-        millis(1),
-        2,
-        Message::Gossip {
-            updates: updates(vec![dead]),
-        },
-    );
+    let dead = Update::Dead { id: MemberId::from_u128(1), boot_id: 2, incarnation: 50, from: MemberId::from_u128(2) };
+    receive(&mut node, millis(1), 2, Message::Gossip { updates: updates(vec![dead]) });
     let me = node.member(node.id()).unwrap();
-    assert_eq!(
-        (me.boot_id, me.incarnation),
-        (3, 0),
-        "a death of boot 2 is not refuted by boot 3"
-    );
+    assert_eq!((me.boot_id, me.incarnation), (3, 0), "a death of boot 2 is not refuted by boot 3");
 
     // And messages sent by an older boot of a known member are dropped.
-    receive(
-        &mut node,
-        millis(2),
-        2,
-        Message::Gossip {
-            updates: updates(vec![Update::Alive(alive(2, 0))]),
-        },
-    );
+    receive(&mut node, millis(2), 2, Message::Gossip { updates: updates(vec![Update::Alive(alive(2, 0))]) });
     let mut newer = alive(2, 0);
     newer.boot_id = 5;
-    receive(
-        &mut node,
-        millis(3),
-        2,
-        Message::Gossip {
-            updates: updates(vec![Update::Alive(newer)]),
-        },
-    );
-    let stale = encode(
-        header_of(2, 1),
-        Message::Gossip {
-            updates: updates(vec![]),
-        },
-        Channel::Datagram,
-    );
-    node.handle(
-        millis(4),
-        Input::Receive {
-            from: addr(2),
-            channel: Channel::Datagram,
-            bytes: &stale,
-        },
-    );
+    receive(&mut node, millis(3), 2, Message::Gossip { updates: updates(vec![Update::Alive(newer)]) });
+    let stale = encode(header_of(2, 1), Message::Gossip { updates: updates(vec![]) }, Channel::Datagram);
+    node.handle(millis(4), Input::Receive { from: addr(2), channel: Channel::Datagram, bytes: &stale });
     assert_eq!(node.metrics().rejected(Rejection::StaleBoot), 1);
 }
 
@@ -277,47 +134,27 @@ fn a_relayed_probe_forwards_the_ack_or_sends_a_nack_in_time() {
     let config = Config::fast(CLUSTER);
     let probe_timeout = config.membership.probe_timeout;
     let mut node = started_node(config);
-    let request = |seq| Message::PingReq {
-        seq,
-        target: MemberId::from_u128(3),
-        target_addr: addr(3),
-        updates: updates(vec![]),
-    };
+    let request =
+        |seq| Message::PingReq { seq, target: MemberId::from_u128(3), target_addr: addr(3), updates: updates(vec![]) };
 
     let outputs = receive(&mut node, millis(1), 2, request(70));
     let relay_seq = sent(&outputs)
         .into_iter()
         .find_map(|(to, _, m)| match m {
-            Message::Ping { seq, target, .. }
-                if to == addr(3) && target == MemberId::from_u128(3) =>
-            {
-                Some(seq)
-            }
+            Message::Ping { seq, target, .. } if to == addr(3) && target == MemberId::from_u128(3) => Some(seq),
             _ => None,
         })
         .expect("the relay probes the target");
-    let outputs = receive(
-        &mut node,
-        millis(5),
-        3,
-        Message::Ack {
-            seq: relay_seq,
-            updates: updates(vec![]),
-        },
-    );
+    let outputs = receive(&mut node, millis(5), 3, Message::Ack { seq: relay_seq, updates: updates(vec![]) });
     assert!(
-        sent(&outputs)
-            .iter()
-            .any(|(to, _, m)| *to == addr(2) && matches!(m, Message::Ack { seq: 70, .. })),
+        sent(&outputs).iter().any(|(to, _, m)| *to == addr(2) && matches!(m, Message::Ack { seq: 70, .. })),
         "{outputs:?}"
     );
 
     // No ack this time: a nack reaches the requester before its probe timeout.
     receive(&mut node, millis(10), 2, request(71));
     let outputs = run_until(&mut node, millis(10) + probe_timeout);
-    let nack_sent = sent(&outputs)
-        .iter()
-        .any(|(to, _, m)| *to == addr(2) && matches!(m, Message::Nack { seq: 71 }));
+    let nack_sent = sent(&outputs).iter().any(|(to, _, m)| *to == addr(2) && matches!(m, Message::Nack { seq: 71 }));
     assert!(nack_sent, "{outputs:?}");
 }
 
@@ -329,26 +166,15 @@ fn piggybacked_datagrams_stay_within_the_limit_however_much_news_is_pending() {
         .map(|n| {
             let mut info = alive(n, 0);
             let mut tags = Tags::new();
-            tags.insert("endpoint", "x".repeat(limits::MAX_TAGS_BYTES - 8))
-                .unwrap();
+            tags.insert("endpoint", "x".repeat(limits::MAX_TAGS_BYTES - 8)).unwrap();
             info.tags = tags;
             info
         })
         .collect();
-    let push = Message::PushPull(PushPull {
-        join: false,
-        reply: true,
-        members: BoundedVec::try_from_vec(members).unwrap(),
-    });
+    let push =
+        Message::PushPull(PushPull { join: false, reply: true, members: BoundedVec::try_from_vec(members).unwrap() });
     let bytes = encode(header_of(2, 1), push, Channel::Stream);
-    node.handle(
-        millis(1),
-        Input::Receive {
-            from: addr(2),
-            channel: Channel::Stream,
-            bytes: &bytes,
-        },
-    );
+    node.handle(millis(1), Input::Receive { from: addr(2), channel: Channel::Stream, bytes: &bytes });
     let mut outputs = drain(&mut node);
     outputs.extend(run_until(&mut node, millis(3000)));
     let datagrams: Vec<_> = outputs
@@ -358,51 +184,28 @@ fn piggybacked_datagrams_stay_within_the_limit_however_much_news_is_pending() {
             _ => None,
         })
         .collect();
-    assert!(
-        datagrams.len() > 20,
-        "the node probes and gossips: {}",
-        datagrams.len()
-    );
+    assert!(datagrams.len() > 20, "the node probes and gossips: {}", datagrams.len());
     let largest = *datagrams.iter().max().unwrap();
-    assert!(
-        largest <= limits::MAX_DATAGRAM_BYTES,
-        "a {largest}-byte datagram"
-    );
-    assert!(
-        largest > limits::MAX_DATAGRAM_BYTES / 2,
-        "datagrams are filled, the largest had {largest} bytes"
-    );
+    assert!(largest <= limits::MAX_DATAGRAM_BYTES, "a {largest}-byte datagram");
+    assert!(largest > limits::MAX_DATAGRAM_BYTES / 2, "datagrams are filled, the largest had {largest} bytes");
 }
 
 #[test]
 fn a_push_pull_is_answered_with_full_state_at_the_senders_advertised_address() {
     let mut node = started_node(Config::fast(CLUSTER));
     let members = BoundedVec::try_from_vec(vec![alive(2, 0), alive(5, 3)]).unwrap();
-    let bytes = encode(
-        header_of(2, 1),
-        Message::PushPull(PushPull {
-            join: true,
-            reply: false,
-            members,
-        }),
-        Channel::Stream,
-    );
+    let bytes =
+        encode(header_of(2, 1), Message::PushPull(PushPull { join: true, reply: false, members }), Channel::Stream);
     // The stream comes from an ephemeral port; the reply goes to the advertised address.
     node.handle(
         millis(1),
-        Input::Receive {
-            from: "10.0.0.2:51000".parse().unwrap(),
-            channel: Channel::Stream,
-            bytes: &bytes,
-        },
+        Input::Receive { from: "10.0.0.2:51000".parse().unwrap(), channel: Channel::Stream, bytes: &bytes },
     );
     let outputs = drain(&mut node);
-    let reply = sent(&outputs)
-        .into_iter()
-        .find_map(|(to, channel, m)| match m {
-            Message::PushPull(p) if p.reply => Some((to, channel, p)),
-            _ => None,
-        });
+    let reply = sent(&outputs).into_iter().find_map(|(to, channel, m)| match m {
+        Message::PushPull(p) if p.reply => Some((to, channel, p)),
+        _ => None,
+    });
     let (to, channel, reply) = reply.expect("a reply");
     assert_eq!((to, channel), (addr(2), Channel::Stream));
     let ids: Vec<_> = reply.members.iter().map(|m| m.id.as_u128()).collect();

@@ -8,9 +8,7 @@ use std::net::SocketAddr;
 
 use proptest::prelude::*;
 use quorate_core::membership::{Message, PushPull, Update, Updates};
-use quorate_core::wire::{
-    self, Body, BoundedVec, Channel, DecodeError, Envelope, Header, Name, limits,
-};
+use quorate_core::wire::{self, Body, BoundedVec, Channel, DecodeError, Envelope, Header, Name, limits};
 use quorate_core::{ClusterUuid, MemberId, MemberInfo, State, Tags};
 
 /// Counts bytes allocated by each thread, so a test can bound what one decode
@@ -62,59 +60,31 @@ fn arb_tags() -> impl Strategy<Value = Tags> {
 }
 
 fn arb_state() -> impl Strategy<Value = State> {
-    prop_oneof![
-        Just(State::Alive),
-        Just(State::Suspect),
-        Just(State::Dead),
-        Just(State::Left)
-    ]
+    prop_oneof![Just(State::Alive), Just(State::Suspect), Just(State::Dead), Just(State::Left)]
 }
 
 fn arb_member() -> impl Strategy<Value = MemberInfo> {
-    (
-        any::<u128>(),
-        "[a-z0-9-]{1,20}",
-        arb_addr(),
-        any::<u64>(),
-        any::<u32>(),
-        arb_state(),
-        any::<bool>(),
-        arb_tags(),
-    )
-        .prop_map(
-            |(id, name, addr, boot_id, incarnation, state, leaving, tags)| MemberInfo {
-                id: MemberId::from_u128(id),
-                name: name.parse().expect("short name"),
-                addr,
-                boot_id,
-                incarnation,
-                state,
-                leaving,
-                tags,
-            },
-        )
+    (any::<u128>(), "[a-z0-9-]{1,20}", arb_addr(), any::<u64>(), any::<u32>(), arb_state(), any::<bool>(), arb_tags())
+        .prop_map(|(id, name, addr, boot_id, incarnation, state, leaving, tags)| MemberInfo {
+            id: MemberId::from_u128(id),
+            name: name.parse().expect("short name"),
+            addr,
+            boot_id,
+            incarnation,
+            state,
+            leaving,
+            tags,
+        })
 }
 
 fn arb_update() -> impl Strategy<Value = Update> {
     let id = any::<u128>().prop_map(MemberId::from_u128);
     prop_oneof![
         arb_member().prop_map(Update::Alive),
-        (id.clone(), any::<u64>(), any::<u32>(), id.clone()).prop_map(
-            |(id, boot_id, incarnation, from)| Update::Suspect {
-                id,
-                boot_id,
-                incarnation,
-                from
-            }
-        ),
-        (id.clone(), any::<u64>(), any::<u32>(), id.clone()).prop_map(
-            |(id, boot_id, incarnation, from)| Update::Dead {
-                id,
-                boot_id,
-                incarnation,
-                from
-            }
-        ),
+        (id.clone(), any::<u64>(), any::<u32>(), id.clone())
+            .prop_map(|(id, boot_id, incarnation, from)| Update::Suspect { id, boot_id, incarnation, from }),
+        (id.clone(), any::<u64>(), any::<u32>(), id.clone())
+            .prop_map(|(id, boot_id, incarnation, from)| Update::Dead { id, boot_id, incarnation, from }),
         (id, any::<u64>(), any::<u32>()).prop_map(|(id, boot_id, incarnation)| Update::Left {
             id,
             boot_id,
@@ -124,62 +94,34 @@ fn arb_update() -> impl Strategy<Value = Update> {
 }
 
 fn arb_updates() -> impl Strategy<Value = Updates> {
-    proptest::collection::vec(arb_update(), 0..6)
-        .prop_map(|updates| BoundedVec::try_from_vec(updates).unwrap())
+    proptest::collection::vec(arb_update(), 0..6).prop_map(|updates| BoundedVec::try_from_vec(updates).unwrap())
 }
 
 fn arb_message() -> impl Strategy<Value = Message> {
     let id = any::<u128>().prop_map(MemberId::from_u128);
     prop_oneof![
-        (any::<u32>(), id.clone(), arb_updates()).prop_map(|(seq, target, updates)| {
-            Message::Ping {
-                seq,
-                target,
-                updates,
-            }
-        }),
+        (any::<u32>(), id.clone(), arb_updates())
+            .prop_map(|(seq, target, updates)| { Message::Ping { seq, target, updates } }),
         (any::<u32>(), arb_updates()).prop_map(|(seq, updates)| Message::Ack { seq, updates }),
-        (any::<u32>(), id, arb_addr(), arb_updates()).prop_map(
-            |(seq, target, target_addr, updates)| Message::PingReq {
-                seq,
-                target,
-                target_addr,
-                updates
-            }
-        ),
+        (any::<u32>(), id, arb_addr(), arb_updates())
+            .prop_map(|(seq, target, target_addr, updates)| Message::PingReq { seq, target, target_addr, updates }),
         any::<u32>().prop_map(|seq| Message::Nack { seq }),
         arb_updates().prop_map(|updates| Message::Gossip { updates }),
-        (
-            any::<bool>(),
-            any::<bool>(),
-            proptest::collection::vec(arb_member(), 0..5)
-        )
-            .prop_map(|(join, reply, members)| {
-                Message::PushPull(PushPull {
-                    join,
-                    reply,
-                    members: BoundedVec::try_from_vec(members).unwrap(),
-                })
-            }),
+        (any::<bool>(), any::<bool>(), proptest::collection::vec(arb_member(), 0..5)).prop_map(
+            |(join, reply, members)| {
+                Message::PushPull(PushPull { join, reply, members: BoundedVec::try_from_vec(members).unwrap() })
+            }
+        ),
     ]
 }
 
 fn arb_envelope() -> impl Strategy<Value = Envelope> {
-    (
-        arb_message(),
-        any::<u128>(),
-        any::<u64>(),
-        any::<[u8; 16]>(),
-    )
-        .prop_map(|(message, from, boot_id, uuid)| Envelope {
-            header: Header {
-                from: MemberId::from_u128(from),
-                boot_id,
-                cluster_uuid: ClusterUuid(uuid),
-                ..header()
-            },
+    (arb_message(), any::<u128>(), any::<u64>(), any::<[u8; 16]>()).prop_map(|(message, from, boot_id, uuid)| {
+        Envelope {
+            header: Header { from: MemberId::from_u128(from), boot_id, cluster_uuid: ClusterUuid(uuid), ..header() },
             body: Body::Membership(message),
-        })
+        }
+    })
 }
 
 proptest! {
@@ -227,10 +169,7 @@ proptest! {
 
 #[test]
 fn an_unknown_version_is_refused_before_anything_else_is_parsed() {
-    let envelope = Envelope {
-        header: header(),
-        body: Body::Membership(Message::Nack { seq: 1 }),
-    };
+    let envelope = Envelope { header: header(), body: Body::Membership(Message::Nack { seq: 1 }) };
     let mut bytes = envelope.encode(Channel::Datagram).unwrap();
     bytes[0] = wire::PROTOCOL_VERSION + 1;
     bytes.truncate(1);
@@ -245,25 +184,16 @@ fn an_oversized_datagram_is_refused_without_parsing() {
     let bytes = vec![wire::PROTOCOL_VERSION; limits::MAX_DATAGRAM_BYTES + 1];
     assert_eq!(
         Envelope::decode(&bytes, Channel::Datagram),
-        Err(DecodeError::TooLarge {
-            len: limits::MAX_DATAGRAM_BYTES + 1,
-            limit: limits::MAX_DATAGRAM_BYTES
-        })
+        Err(DecodeError::TooLarge { len: limits::MAX_DATAGRAM_BYTES + 1, limit: limits::MAX_DATAGRAM_BYTES })
     );
 }
 
 #[test]
 fn trailing_bytes_after_a_message_are_refused() {
-    let envelope = Envelope {
-        header: header(),
-        body: Body::Membership(Message::Nack { seq: 1 }),
-    };
+    let envelope = Envelope { header: header(), body: Body::Membership(Message::Nack { seq: 1 }) };
     let mut bytes = envelope.encode(Channel::Datagram).unwrap();
     bytes.push(0);
-    assert_eq!(
-        Envelope::decode(&bytes, Channel::Datagram),
-        Err(DecodeError::TrailingBytes(1))
-    );
+    assert_eq!(Envelope::decode(&bytes, Channel::Datagram), Err(DecodeError::TrailingBytes(1)));
 }
 
 #[test]
@@ -280,19 +210,9 @@ fn encoding_refuses_a_message_over_its_channel_limit() {
         tags: Tags::new(),
     };
     let members = BoundedVec::try_from_vec(vec![member; 20]).unwrap();
-    let body = Body::Membership(Message::PushPull(PushPull {
-        join: true,
-        reply: false,
-        members,
-    }));
-    let envelope = Envelope {
-        header: header(),
-        body,
-    };
-    assert!(matches!(
-        envelope.encode(Channel::Datagram),
-        Err(wire::EncodeError::TooLarge { .. })
-    ));
+    let body = Body::Membership(Message::PushPull(PushPull { join: true, reply: false, members }));
+    let envelope = Envelope { header: header(), body };
+    assert!(matches!(envelope.encode(Channel::Datagram), Err(wire::EncodeError::TooLarge { .. })));
     assert!(envelope.encode(Channel::Stream).is_ok());
 }
 
@@ -302,11 +222,7 @@ fn encoding_refuses_a_message_over_its_channel_limit() {
 fn a_lying_member_count_never_preallocates() {
     let envelope = Envelope {
         header: header(),
-        body: Body::Membership(Message::PushPull(PushPull {
-            join: true,
-            reply: false,
-            members: BoundedVec::new(),
-        })),
+        body: Body::Membership(Message::PushPull(PushPull { join: true, reply: false, members: BoundedVec::new() })),
     };
     let mut bytes = envelope.encode(Channel::Stream).unwrap();
     // The empty member list is the last byte (count 0); claim MAX_MEMBERS instead.
@@ -324,9 +240,5 @@ fn a_lying_member_count_never_preallocates() {
     let allocated = ALLOCATED.with(Cell::get) - before;
     assert!(decoded.is_err());
     // The claim times the size of a member record would be megabytes.
-    assert!(
-        allocated < 16 * 1024,
-        "decode allocated {allocated} bytes for a {}-byte frame",
-        bytes.len()
-    );
+    assert!(allocated < 16 * 1024, "decode allocated {allocated} bytes for a {}-byte frame", bytes.len());
 }

@@ -18,10 +18,7 @@ pub(crate) struct Awareness {
 impl Awareness {
     /// A healthy member whose multiplier may reach `max_multiplier`.
     pub(crate) fn new(max_multiplier: u32) -> Self {
-        Awareness {
-            score: 0,
-            max: max_multiplier.max(1),
-        }
+        Awareness { score: 0, max: max_multiplier.max(1) }
     }
 
     /// Raises (positive) or lowers (negative) the score, clamped to its range.
@@ -52,15 +49,9 @@ mod tests {
         awareness.apply_delta(-3);
         assert_eq!(awareness.score(), 0);
         awareness.apply_delta(3);
-        assert_eq!(
-            awareness.scale(Duration::from_millis(100)),
-            Duration::from_millis(400)
-        );
+        assert_eq!(awareness.scale(Duration::from_millis(100)), Duration::from_millis(400));
         awareness.apply_delta(100);
         assert_eq!(awareness.score(), 7);
-        assert_eq!(
-            awareness.scale(Duration::from_millis(100)),
-            Duration::from_millis(800)
-        );
+        assert_eq!(awareness.scale(Duration::from_millis(100)), Duration::from_millis(800));
     }
 }

@@ -7,23 +7,28 @@
 //! the member table.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use crate::id::MemberId;
 use crate::membership::message::Update;
 
-/// Entries looked at per fill before giving up on fitting more: bounds the
-/// cost of one datagram when many large updates do not fit.
-const SCAN_AT_MOST: usize = 256;
+/// Entries that did not fit, looked at per fill before giving up: bounds the
+/// cost of one datagram when many large updates are queued.
+const MISFITS_AT_MOST: usize = 8;
 
 /// The smallest encoded update (a `Left` with one-byte varints: tag, 16-byte
 /// id, boot, incarnation); below this budget nothing more fits.
 const SMALLEST_UPDATE_BYTES: usize = 19;
 
+/// Position in the send order: fewest transmissions first, then newest.
+type Rank = (u32, Reverse<u64>);
+
 #[derive(Debug, Default)]
 pub(crate) struct BroadcastQueue {
-    entries: BTreeMap<MemberId, Entry>,
-    order: BTreeSet<(u32, Reverse<u64>, MemberId)>,
+    /// The entries in send order.
+    order: BTreeMap<Rank, Entry>,
+    /// Where the entry about each member sits in `order`.
+    ranks: BTreeMap<MemberId, Rank>,
     next_seq: u64,
 }
 
@@ -31,8 +36,6 @@ pub(crate) struct BroadcastQueue {
 struct Entry {
     update: Update,
     encoded_len: usize,
-    transmits: u32,
-    seq: u64,
 }
 
 impl BroadcastQueue {
@@ -41,61 +44,49 @@ impl BroadcastQueue {
         let subject = update.subject();
         self.remove(subject);
         let encoded_len = postcard::experimental::serialized_size(&update).unwrap_or(usize::MAX);
-        let seq = self.next_seq;
+        let rank = (0, Reverse(self.next_seq));
         self.next_seq += 1;
-        self.order.insert((0, Reverse(seq), subject));
-        self.entries.insert(
-            subject,
-            Entry {
-                update,
-                encoded_len,
-                transmits: 0,
-                seq,
-            },
-        );
+        self.ranks.insert(subject, rank);
+        self.order.insert(rank, Entry { update, encoded_len });
     }
 
     /// Drops whatever is queued about `id`.
     pub(crate) fn remove(&mut self, id: MemberId) {
-        if let Some(entry) = self.entries.remove(&id) {
-            self.order
-                .remove(&(entry.transmits, Reverse(entry.seq), id));
+        if let Some(rank) = self.ranks.remove(&id) {
+            self.order.remove(&rank);
         }
     }
 
     /// Appends to `out` the updates that fit in `budget` bytes (and in `max_count`
     /// entries in all), least-sent first, counting each as transmitted once more
     /// and retiring those sent `limit` times. Returns the bytes used.
-    pub(crate) fn fill(
-        &mut self,
-        mut budget: usize,
-        max_count: usize,
-        limit: u32,
-        out: &mut Vec<Update>,
-    ) -> usize {
+    pub(crate) fn fill(&mut self, mut budget: usize, max_count: usize, limit: u32, out: &mut Vec<Update>) -> usize {
         let mut chosen = Vec::new();
         let mut used = 0;
-        for &(transmits, seq, id) in self.order.iter().take(SCAN_AT_MOST) {
-            if out.len() + chosen.len() >= max_count || budget < SMALLEST_UPDATE_BYTES {
+        let mut misfits = 0;
+        for (&rank, entry) in &self.order {
+            if out.len() + chosen.len() >= max_count || budget < SMALLEST_UPDATE_BYTES || misfits == MISFITS_AT_MOST {
                 break;
             }
-            let entry = &self.entries[&id];
             if entry.encoded_len <= budget {
                 budget -= entry.encoded_len;
                 used += entry.encoded_len;
-                chosen.push((transmits, seq, id));
+                chosen.push(rank);
+            } else {
+                misfits += 1;
             }
         }
-        for key in chosen {
-            self.order.remove(&key);
-            let (transmits, seq, id) = key;
-            let entry = self.entries.get_mut(&id).expect("queue indexes agree");
+        for rank in chosen {
+            let entry = self.order.remove(&rank).expect("chosen from the queue");
             out.push(entry.update.clone());
-            entry.transmits = transmits + 1;
-            if entry.transmits >= limit {
-                self.entries.remove(&id);
+            let (transmits, seq) = rank;
+            let subject = entry.update.subject();
+            if transmits + 1 >= limit {
+                self.ranks.remove(&subject);
             } else {
-                self.order.insert((entry.transmits, seq, id));
+                let rank = (transmits + 1, seq);
+                self.ranks.insert(subject, rank);
+                self.order.insert(rank, entry);
             }
         }
         used
@@ -103,33 +94,26 @@ impl BroadcastQueue {
 
     /// Whether anything about `id` is queued.
     pub(crate) fn contains(&self, id: MemberId) -> bool {
-        self.entries.contains_key(&id)
+        self.ranks.contains_key(&id)
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.entries.len()
+        self.ranks.len()
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.ranks.is_empty()
     }
 
     pub(crate) fn subjects(&self) -> impl Iterator<Item = MemberId> + '_ {
-        self.entries.keys().copied()
+        self.ranks.keys().copied()
     }
 
     pub(crate) fn check_invariants(&self) {
-        assert_eq!(
-            self.entries.len(),
-            self.order.len(),
-            "broadcast indexes differ in size"
-        );
-        for (id, entry) in &self.entries {
-            assert!(
-                self.order
-                    .contains(&(entry.transmits, Reverse(entry.seq), *id)),
-                "broadcast {id} not ordered"
-            );
+        assert_eq!(self.order.len(), self.ranks.len(), "broadcast indexes differ in size");
+        for (id, rank) in &self.ranks {
+            let entry = self.order.get(rank);
+            assert!(entry.is_some_and(|entry| entry.update.subject() == *id), "broadcast about {id} misplaced");
         }
     }
 }
@@ -139,11 +123,7 @@ mod tests {
     use super::*;
 
     fn left(id: u128, incarnation: u32) -> Update {
-        Update::Left {
-            id: MemberId::from_u128(id),
-            boot_id: 1,
-            incarnation,
-        }
+        Update::Left { id: MemberId::from_u128(id), boot_id: 1, incarnation }
     }
 
     #[test]
@@ -180,10 +160,7 @@ mod tests {
         let mut out = Vec::new();
         let used = queue.fill(2 * one, 64, 10, &mut out);
         assert_eq!(used, 2 * one);
-        let subjects: Vec<_> = out
-            .iter()
-            .map(|update| update.subject().as_u128())
-            .collect();
+        let subjects: Vec<_> = out.iter().map(|update| update.subject().as_u128()).collect();
         assert_eq!(subjects, [3, 2], "unsent before sent, newest first");
         queue.check_invariants();
     }

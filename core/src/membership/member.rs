@@ -97,11 +97,7 @@ pub struct Version {
 impl Version {
     /// The version of a claim that the member was in `state` at `(boot_id, incarnation)`.
     pub const fn new(boot_id: u64, incarnation: u32, state: State) -> Self {
-        Version {
-            boot_id,
-            incarnation,
-            rank: state.rank(),
-        }
+        Version { boot_id, incarnation, rank: state.rank() }
     }
 
     /// The state claimed.
@@ -146,11 +142,7 @@ mod tests {
         for (index, ((b0, i0, s0), (b1, i1, s1), applies)) in table.into_iter().enumerate() {
             let current = Version::new(b0, i0, s0);
             let claim = Version::new(b1, i1, s1);
-            assert_eq!(
-                claim > current,
-                applies,
-                "row {index}: {claim:?} over {current:?}"
-            );
+            assert_eq!(claim > current, applies, "row {index}: {claim:?} over {current:?}");
         }
     }
 }

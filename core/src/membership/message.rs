@@ -134,21 +134,9 @@ impl Update {
     pub fn version(&self) -> Version {
         match self {
             Update::Alive(info) => Version::new(info.boot_id, info.incarnation, State::Alive),
-            Update::Suspect {
-                boot_id,
-                incarnation,
-                ..
-            } => Version::new(*boot_id, *incarnation, State::Suspect),
-            Update::Dead {
-                boot_id,
-                incarnation,
-                ..
-            } => Version::new(*boot_id, *incarnation, State::Dead),
-            Update::Left {
-                boot_id,
-                incarnation,
-                ..
-            } => Version::new(*boot_id, *incarnation, State::Left),
+            Update::Suspect { boot_id, incarnation, .. } => Version::new(*boot_id, *incarnation, State::Suspect),
+            Update::Dead { boot_id, incarnation, .. } => Version::new(*boot_id, *incarnation, State::Dead),
+            Update::Left { boot_id, incarnation, .. } => Version::new(*boot_id, *incarnation, State::Left),
         }
     }
 }

@@ -10,7 +10,11 @@
 //! the suspicion, so it refutes at once). Updates spread by piggybacking and
 //! gossip ([`broadcast`]); a periodic push-pull of full state, also used to
 //! join, heals what gossip missed, and dead members and seeds are retried
-//! slowly so the halves of a healed partition merge.
+//! slowly so the halves of a healed partition merge. In a join storm gossip
+//! is slow to finish: every member's backlog holds hundreds of updates, each
+//! to be sent many times. A member that learns of a new member by gossip while
+//! its own backlog is that long asks one peer for full state at once, at most
+//! once per [`CATCH_UP_PERIODS`] protocol periods; a lone join never does.
 //!
 //! Members are keyed by durable id; claims are ordered by `(boot_id,
 //! incarnation, state)` ([`member::Version`]).
@@ -28,7 +32,7 @@ use std::net::SocketAddr;
 
 use core::time::Duration;
 use rand::Rng;
-use rand::seq::IteratorRandom;
+use rand::seq::IteratorRandom as _;
 
 pub use member::{MemberInfo, State, Version};
 pub use message::{Message, PushPull, Update, Updates};
@@ -47,6 +51,13 @@ use broadcast::BroadcastQueue;
 use probe_order::ProbeOrder;
 use seeds::Seeds;
 use suspicion::Suspicion;
+
+/// Pending updates that mark a storm: with this backlog, a member that learns
+/// of a new member by gossip asks a peer for full state.
+const CATCH_UP_BACKLOG: usize = 32;
+
+/// Protocol periods between two catch-up push-pulls at the least.
+const CATCH_UP_PERIODS: u32 = 4;
 
 /// Where this member is in a graceful leave.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -93,6 +104,8 @@ pub struct Membership {
     config: MembershipConfig,
     local: MemberId,
     members: BTreeMap<MemberId, Member>,
+    /// The keys of `members` in a vector, for O(1) random picks.
+    ids: Vec<MemberId>,
     /// Members in `Alive` or `Suspect`, this one included.
     live: usize,
     suspicions: BTreeMap<MemberId, Suspicion>,
@@ -105,6 +118,10 @@ pub struct Membership {
     seeds: Seeds,
     joined: bool,
     leave: LeavePhase,
+    /// Members inserted since the last full-state exchange.
+    learned_since_sync: u32,
+    /// When full state was last received.
+    last_sync: Instant,
     /// Members we declared dead because they held our name under another id.
     superseded: BTreeSet<MemberId>,
     /// Name conflicts already reported, so each is reported once.
@@ -128,13 +145,10 @@ impl Membership {
         Membership {
             config,
             local,
-            members: BTreeMap::from([(
-                local,
-                Member {
-                    info,
-                    since: Instant::ZERO,
-                },
-            )]),
+            members: BTreeMap::from([(local, Member { info, since: Instant::ZERO })]),
+            ids: vec![local],
+            learned_since_sync: 0,
+            last_sync: Instant::ZERO,
             live: 1,
             suspicions: BTreeMap::new(),
             broadcasts: BroadcastQueue::default(),
@@ -154,21 +168,16 @@ impl Membership {
     /// Arms the periodic timers, staggered so members started together do not
     /// probe and exchange state in lockstep.
     pub(crate) fn start(&mut self, ctx: &mut Ctx<'_>) {
-        self.members
-            .get_mut(&self.local)
-            .expect("local member")
-            .since = ctx.now;
+        self.members.get_mut(&self.local).expect("local member").since = ctx.now;
         let now = ctx.now;
         let probe = jitter(ctx.rng, self.config.probe_interval);
         let push_pull = jitter(ctx.rng, self.push_pull_interval());
         let reconnect = jitter(ctx.rng, self.config.reconnect_interval);
         ctx.timers.set(Timer::Probe, now + probe);
-        ctx.timers
-            .set(Timer::Gossip, now + self.config.gossip_interval);
+        ctx.timers.set(Timer::Gossip, now + self.config.gossip_interval);
         ctx.timers.set(Timer::PushPull, now + push_pull);
         ctx.timers.set(Timer::Reconnect, now + reconnect);
-        self.broadcasts
-            .push(Update::Alive(self.local_info().clone()));
+        self.broadcasts.push(Update::Alive(self.local_info().clone()));
     }
 
     pub(crate) fn local_id(&self) -> MemberId {
@@ -197,9 +206,7 @@ impl Membership {
 
     /// Whether a message from `id` at `boot_id` comes from a boot older than one we know.
     pub(crate) fn is_stale_boot(&self, id: MemberId, boot_id: u64) -> bool {
-        self.members
-            .get(&id)
-            .is_some_and(|member| boot_id < member.info.boot_id)
+        self.members.get(&id).is_some_and(|member| boot_id < member.info.boot_id)
     }
 
     // ----- inputs -------------------------------------------------------------------------
@@ -228,6 +235,7 @@ impl Membership {
         &mut self,
         ctx: &mut Ctx<'_>,
         from: SocketAddr,
+        channel: Channel,
         header: &Header,
         message: Message,
     ) {
@@ -235,28 +243,31 @@ impl Membership {
             return;
         }
         match message {
-            Message::Ping {
-                seq,
-                target,
-                updates,
-            } => {
+            Message::Ping { seq, target, updates } => {
                 self.apply_updates(ctx, updates);
                 if target != self.local {
                     ctx.outbox.metrics.count_rejected(Rejection::Misdirected);
                     return;
                 }
-                self.send_with_updates(ctx, from, None, |updates| Message::Ack { seq, updates });
+                match channel {
+                    Channel::Datagram => {
+                        self.send_with_updates(ctx, from, None, |updates| Message::Ack { seq, updates })
+                    }
+                    // The fallback probe over a stream: answer the same way, at the
+                    // prober's advertised address (the stream came from an ephemeral port).
+                    Channel::Stream => {
+                        if let Some(addr) = self.members.get(&header.from).map(|m| m.info.addr) {
+                            let ack = Message::Ack { seq, updates: Updates::new() };
+                            ctx.outbox.send(addr, Channel::Stream, Body::Membership(ack));
+                        }
+                    }
+                }
             }
             Message::Ack { seq, updates } => {
                 self.on_ack(ctx, seq);
                 self.apply_updates(ctx, updates);
             }
-            Message::PingReq {
-                seq,
-                target,
-                target_addr,
-                updates,
-            } => {
+            Message::PingReq { seq, target, target_addr, updates } => {
                 self.apply_updates(ctx, updates);
                 self.on_ping_req(ctx, from, seq, target, target_addr);
             }
@@ -273,21 +284,12 @@ impl Membership {
     /// Adds seeds. An explicit join contacts its addresses at once, as
     /// memberlist's `Join` does (it may merge two clusters); discovered
     /// addresses are tried at once only while this member is alone.
-    pub(crate) fn add_seeds(
-        &mut self,
-        ctx: &mut Ctx<'_>,
-        addrs: &[SocketAddr],
-        from_discovery: bool,
-    ) {
+    pub(crate) fn add_seeds(&mut self, ctx: &mut Ctx<'_>, addrs: &[SocketAddr], from_discovery: bool) {
         let own = self.local_info().addr;
         let addrs: Vec<_> = addrs.iter().copied().filter(|&addr| addr != own).collect();
         let ignored = self.seeds.add(&addrs, from_discovery, ctx.now);
         if ignored > 0 {
-            tracing::warn!(
-                ignored,
-                limit = limits::MAX_SEEDS,
-                "too many seeds; extra addresses ignored"
-            );
+            tracing::warn!(ignored, limit = limits::MAX_SEEDS, "too many seeds; extra addresses ignored");
         }
         if !from_discovery && self.live > 1 {
             for &addr in &addrs {
@@ -302,10 +304,7 @@ impl Membership {
     fn contact_seed(&mut self, ctx: &mut Ctx<'_>, addr: SocketAddr) {
         let body = self.push_pull(true, false);
         ctx.outbox.send(addr, Channel::Stream, body);
-        let (initial, max) = (
-            self.config.seed_backoff_initial,
-            self.config.seed_backoff_max,
-        );
+        let (initial, max) = (self.config.seed_backoff_initial, self.config.seed_backoff_max);
         self.seeds.attempted(addr, ctx.now, ctx.rng, initial, max);
     }
 
@@ -328,27 +327,16 @@ impl Membership {
         }
         self.leave = LeavePhase::Left;
         let info = self.local_info().clone();
-        let update = Update::Left {
-            id: info.id,
-            boot_id: info.boot_id,
-            incarnation: info.incarnation,
-        };
-        self.set_state(
-            ctx,
-            self.local,
-            State::Left,
-            info.version().with_state(State::Left),
-        );
+        let update = Update::Left { id: info.id, boot_id: info.boot_id, incarnation: info.incarnation };
+        self.set_state(ctx, self.local, State::Left, info.version().with_state(State::Left));
         self.broadcasts.push(update);
         ctx.timers.cancel(Timer::Probe);
         ctx.timers.cancel(Timer::ProbeTimeout);
         self.probe = None;
         // Spread it now rather than at the next gossip tick.
-        self.on_gossip_timer(ctx);
-        ctx.timers.set(
-            Timer::LeavePropagated,
-            ctx.now + self.config.leave_propagate,
-        );
+        self.gossip(ctx);
+
+        ctx.timers.set(Timer::LeavePropagated, ctx.now + self.config.leave_propagate);
     }
 
     /// Replaces this member's tags and announces them with a new incarnation.
@@ -371,21 +359,11 @@ impl Membership {
 
     fn on_probe_timer(&mut self, ctx: &mut Ctx<'_>) {
         self.finish_probe(ctx);
-        ctx.timers.set(
-            Timer::Probe,
-            ctx.now + self.awareness.scale(self.config.probe_interval),
-        );
+        ctx.timers.set(Timer::Probe, ctx.now + self.awareness.scale(self.config.probe_interval));
         let members = &self.members;
         let local = self.local;
-        let probeable =
-            |id: MemberId| id != local && members.get(&id).is_some_and(|m| m.info.state.is_live());
-        let candidates = || {
-            members
-                .keys()
-                .copied()
-                .filter(|&id| probeable(id))
-                .collect()
-        };
+        let probeable = |id: MemberId| id != local && members.get(&id).is_some_and(|m| m.info.state.is_live());
+        let candidates = || members.keys().copied().filter(|&id| probeable(id)).collect();
         let Some(target) = self.probe_order.next(ctx.rng, probeable, candidates) else {
             return;
         };
@@ -400,26 +378,15 @@ impl Membership {
             from: self.local,
         });
         let seq = self.next_seq();
-        self.send_with_updates(ctx, addr, buddy, |updates| Message::Ping {
-            seq,
-            target,
-            updates,
-        });
-        self.probe = Some(Probe {
-            seq,
-            target,
-            version,
-            acked: false,
-            nacks: 0,
-            expected_nacks: 0,
-        });
-        ctx.timers.set(
-            Timer::ProbeTimeout,
-            ctx.now + self.awareness.scale(self.config.probe_timeout),
-        );
+        self.send_with_updates(ctx, addr, buddy, |updates| Message::Ping { seq, target, updates });
+        self.probe = Some(Probe { seq, target, version, acked: false, nacks: 0, expected_nacks: 0 });
+        ctx.timers.set(Timer::ProbeTimeout, ctx.now + self.awareness.scale(self.config.probe_timeout));
     }
 
-    /// The direct ack is late: ask `k` alive members to probe the target.
+    /// The direct ack is late: ask `k` alive members to probe the target, and
+    /// probe it once more over a stream (memberlist's TCP fallback ping). A
+    /// stream retransmits what the network drops, so datagram loss alone
+    /// cannot make a live member suspect.
     fn on_probe_timeout(&mut self, ctx: &mut Ctx<'_>) {
         let Some(probe) = self.probe.as_ref().filter(|probe| !probe.acked) else {
             return;
@@ -428,25 +395,16 @@ impl Membership {
         let Some(target_addr) = self.members.get(&target).map(|member| member.info.addr) else {
             return;
         };
-        let helpers: Vec<SocketAddr> = self
-            .members
-            .values()
-            .filter(|m| {
-                m.info.id != self.local && m.info.id != target && m.info.state == State::Alive
-            })
-            .map(|m| m.info.addr)
-            .choose_multiple(ctx.rng, self.config.indirect_checks as usize);
+        let count = self.config.indirect_checks as usize;
+        let helpers = self.random_members(ctx.rng, count, |m| m.info.id != target && m.info.state == State::Alive);
         for &helper in &helpers {
-            self.send_with_updates(ctx, helper, None, |updates| Message::PingReq {
-                seq,
-                target,
-                target_addr,
-                updates,
-            });
+            self.send_with_updates(ctx, helper, None, |updates| Message::PingReq { seq, target, target_addr, updates });
         }
         if let Some(probe) = self.probe.as_mut() {
             probe.expected_nacks = helpers.len() as u32;
         }
+        let ping = Message::Ping { seq, target, updates: Updates::new() };
+        ctx.outbox.send(target_addr, Channel::Stream, Body::Membership(ping));
     }
 
     /// Concludes the previous period's probe: an unanswered one makes the
@@ -462,16 +420,13 @@ impl Membership {
         // Lifeguard §4.3: missing nacks mean our own network is the problem;
         // with nobody to ask, the failed probe itself counts once.
         let missed_nacks = probe.expected_nacks.saturating_sub(probe.nacks);
-        let delta = if probe.expected_nacks > 0 {
-            missed_nacks
-        } else {
-            1
-        };
+        let delta = if probe.expected_nacks > 0 { missed_nacks } else { 1 };
         self.awareness.apply_delta(delta as i32);
         let version = probe.version.with_state(State::Suspect);
-        let still_same = self.members.get(&probe.target).is_some_and(|m| {
-            m.info.state.is_live() && m.info.version().with_state(State::Suspect) == version
-        });
+        let still_same = self
+            .members
+            .get(&probe.target)
+            .is_some_and(|m| m.info.state.is_live() && m.info.version().with_state(State::Suspect) == version);
         if still_same {
             tracing::debug!(target = %probe.target, "probe failed; suspecting");
             self.on_suspect(ctx, probe.target, version, self.local);
@@ -479,21 +434,14 @@ impl Membership {
     }
 
     fn on_ack(&mut self, ctx: &mut Ctx<'_>, seq: u32) {
-        if let Some(probe) = self
-            .probe
-            .as_mut()
-            .filter(|probe| probe.seq == seq && !probe.acked)
-        {
+        if let Some(probe) = self.probe.as_mut().filter(|probe| probe.seq == seq && !probe.acked) {
             probe.acked = true;
             ctx.timers.cancel(Timer::ProbeTimeout);
             self.awareness.apply_delta(-1);
         } else if let Some(relay) = self.relays.remove(&seq) {
             ctx.timers.cancel(Timer::RelayedProbe(seq));
             let origin_seq = relay.origin_seq;
-            self.send_with_updates(ctx, relay.origin, None, |updates| Message::Ack {
-                seq: origin_seq,
-                updates,
-            });
+            self.send_with_updates(ctx, relay.origin, None, |updates| Message::Ack { seq: origin_seq, updates });
         }
     }
 
@@ -510,31 +458,16 @@ impl Membership {
             return;
         }
         let relay_seq = self.next_seq();
-        self.relays.insert(
-            relay_seq,
-            Relay {
-                origin: from,
-                origin_seq: seq,
-            },
-        );
-        self.send_with_updates(ctx, target_addr, None, |updates| Message::Ping {
-            seq: relay_seq,
-            target,
-            updates,
-        });
+        self.relays.insert(relay_seq, Relay { origin: from, origin_seq: seq });
+        self.send_with_updates(ctx, target_addr, None, |updates| Message::Ping { seq: relay_seq, target, updates });
         // memberlist sends the nack at 80 % of the probe timeout, so it arrives
         // before the requester gives up.
-        ctx.timers.set(
-            Timer::RelayedProbe(relay_seq),
-            ctx.now + self.config.probe_timeout * 4 / 5,
-        );
+        ctx.timers.set(Timer::RelayedProbe(relay_seq), ctx.now + self.config.probe_timeout * 4 / 5);
     }
 
     fn on_relay_timeout(&mut self, ctx: &mut Ctx<'_>, seq: u32) {
         if let Some(relay) = self.relays.remove(&seq) {
-            let body = Body::Membership(Message::Nack {
-                seq: relay.origin_seq,
-            });
+            let body = Body::Membership(Message::Nack { seq: relay.origin_seq });
             ctx.outbox.send(relay.origin, Channel::Datagram, body);
         }
     }
@@ -550,10 +483,7 @@ impl Membership {
         let Some(suspicion) = self.suspicions.remove(&id) else {
             return;
         };
-        let still_suspect = self
-            .members
-            .get(&id)
-            .is_some_and(|m| m.info.version() == suspicion.version);
+        let still_suspect = self.members.get(&id).is_some_and(|m| m.info.version() == suspicion.version);
         if still_suspect {
             let version = suspicion.version.with_state(State::Dead);
             tracing::info!(member = %id, "suspicion timed out; declaring dead");
@@ -561,21 +491,14 @@ impl Membership {
         }
     }
 
-    fn start_suspicion(
-        &mut self,
-        ctx: &mut Ctx<'_>,
-        id: MemberId,
-        version: Version,
-        from: MemberId,
-    ) {
-        let floor = suspicion::floor(
-            self.config.suspicion_mult.get(),
-            self.live,
-            self.config.probe_interval,
-        );
+    fn start_suspicion(&mut self, ctx: &mut Ctx<'_>, id: MemberId, version: Version, from: MemberId) {
+        let floor = suspicion::floor(self.config.suspicion_mult.get(), self.live, self.config.probe_interval);
         let max = floor * self.config.suspicion_max_mult.get();
-        // memberlist expects `suspicion_mult − 2` independent confirmations.
-        let expected = self.config.suspicion_mult.get().saturating_sub(2);
+        // memberlist expects `suspicion_mult − 2` independent confirmations, and
+        // no more than there are members to give them (all but us and the suspect).
+        let others = u32::try_from(self.live.saturating_sub(2)).unwrap_or(u32::MAX);
+        let expected = self.config.suspicion_mult.get().saturating_sub(2).min(others);
+
         let suspicion = Suspicion::new(version, ctx.now, from, expected, floor, max);
         ctx.timers.set(Timer::Suspicion(id), suspicion.deadline());
         self.suspicions.insert(id, suspicion);
@@ -586,6 +509,12 @@ impl Membership {
     fn apply_updates(&mut self, ctx: &mut Ctx<'_>, updates: Updates) {
         for update in updates.into_vec() {
             self.apply_update(ctx, update);
+        }
+        let catch_up_due = ctx.now >= self.last_sync + self.config.probe_interval * CATCH_UP_PERIODS;
+        if self.learned_since_sync > 0 && self.broadcasts.len() >= CATCH_UP_BACKLOG && catch_up_due {
+            self.learned_since_sync = 0;
+            self.last_sync = ctx.now;
+            self.push_pull_with_random_member(ctx);
         }
     }
 
@@ -601,7 +530,7 @@ impl Membership {
 
     /// A claim about this very member that it must refute, or a sign that
     /// another process uses its durable id.
-    fn on_claim_about_self(&mut self, version: Version) {
+    fn on_claim_about_self(&mut self, ctx: &mut Ctx<'_>, version: Version) {
         let local = self.local_info();
         if version.boot_id > local.boot_id {
             tracing::error!(
@@ -612,10 +541,7 @@ impl Membership {
             return;
         }
         let ours = local.version();
-        if version.boot_id < local.boot_id
-            || self.leave >= LeavePhase::Left
-            || version.state() == State::Alive
-        {
+        if version.boot_id < local.boot_id || self.leave >= LeavePhase::Left || version.state() == State::Alive {
             return;
         }
         if version < ours {
@@ -636,12 +562,14 @@ impl Membership {
         member.info.incarnation = incarnation;
         let info = member.info.clone();
         self.broadcasts.push(Update::Alive(info));
+        // Every gossip tick of delay eats into the suspicion timeout.
+        self.gossip(ctx);
     }
 
     fn on_alive(&mut self, ctx: &mut Ctx<'_>, mut info: MemberInfo) {
         info.state = State::Alive;
         if info.id == self.local {
-            return self.on_claim_about_self(info.version());
+            return self.on_claim_about_self(ctx, info.version());
         }
         let known = self.members.get(&info.id).map(|m| m.info.version());
         if known.is_some_and(|known| info.version() <= known) {
@@ -654,10 +582,7 @@ impl Membership {
             if self.conflicts.insert(info.id) {
                 // We declared it dead and it refuted: two live processes share a name.
                 tracing::error!(member = %info.id, name = %info.name, "another live member uses this member's name");
-                ctx.outbox.event(Event::NameConflict {
-                    name: info.name.clone(),
-                    other: info.id,
-                });
+                ctx.outbox.event(Event::NameConflict { name: info.name.clone(), other: info.id });
             }
         }
         if known.is_none() {
@@ -701,13 +626,9 @@ impl Membership {
             return;
         }
         let id = info.id;
-        self.members.insert(
-            id,
-            Member {
-                info: info.clone(),
-                since: ctx.now,
-            },
-        );
+        self.members.insert(id, Member { info: info.clone(), since: ctx.now });
+        self.ids.push(id);
+        self.learned_since_sync = self.learned_since_sync.saturating_add(1);
         self.live += 1;
         self.probe_order.insert(ctx.rng, id);
         self.broadcasts.push(Update::Alive(info.clone()));
@@ -729,23 +650,10 @@ impl Membership {
         if !self.make_room(ctx) {
             return;
         }
-        let info = MemberInfo {
-            state: State::Dead,
-            ..info
-        };
-        self.members.insert(
-            id,
-            Member {
-                info,
-                since: ctx.now,
-            },
-        );
-        let update = Update::Dead {
-            id,
-            boot_id: version.boot_id,
-            incarnation: version.incarnation,
-            from: self.local,
-        };
+        let info = MemberInfo { state: State::Dead, ..info };
+        self.members.insert(id, Member { info, since: ctx.now });
+        self.ids.push(id);
+        let update = Update::Dead { id, boot_id: version.boot_id, incarnation: version.incarnation, from: self.local };
         self.broadcasts.push(update);
     }
 
@@ -761,7 +669,7 @@ impl Membership {
 
     fn on_suspect(&mut self, ctx: &mut Ctx<'_>, id: MemberId, version: Version, from: MemberId) {
         if id == self.local {
-            return self.on_claim_about_self(version);
+            return self.on_claim_about_self(ctx, version);
         }
         let Some(member) = self.members.get(&id) else {
             return;
@@ -769,14 +677,10 @@ impl Membership {
         let current = member.info.version();
         if version == current && member.info.state == State::Suspect {
             // Lifeguard §4.2: an independent confirmation shortens the timeout.
-            if let Some(suspicion) = self
-                .suspicions
-                .get_mut(&id)
-                .filter(|s| s.version == version)
+            if let Some(suspicion) = self.suspicions.get_mut(&id).filter(|s| s.version == version)
                 && suspicion.confirm(from)
             {
-                ctx.timers
-                    .set(Timer::Suspicion(id), suspicion.deadline().max(ctx.now));
+                ctx.timers.set(Timer::Suspicion(id), suspicion.deadline().max(ctx.now));
                 let info = &member.info;
                 self.broadcasts.push(Update::Suspect {
                     id,
@@ -792,83 +696,49 @@ impl Membership {
         }
         self.set_state(ctx, id, State::Suspect, version);
         self.start_suspicion(ctx, id, version, from);
-        self.broadcasts.push(Update::Suspect {
-            id,
-            boot_id: version.boot_id,
-            incarnation: version.incarnation,
-            from,
-        });
+        self.broadcasts.push(Update::Suspect { id, boot_id: version.boot_id, incarnation: version.incarnation, from });
         let info = self.members[&id].info.clone();
         ctx.outbox.event(Event::MemberSuspected(info));
     }
 
     fn on_dead(&mut self, ctx: &mut Ctx<'_>, id: MemberId, version: Version, from: MemberId) {
         if id == self.local {
-            return self.on_claim_about_self(version);
+            return self.on_claim_about_self(ctx, version);
         }
-        let update = Update::Dead {
-            id,
-            boot_id: version.boot_id,
-            incarnation: version.incarnation,
-            from,
-        };
+        let update = Update::Dead { id, boot_id: version.boot_id, incarnation: version.incarnation, from };
         self.record_departure(ctx, id, version, update);
     }
 
     fn on_left(&mut self, ctx: &mut Ctx<'_>, id: MemberId, version: Version) {
         if id == self.local {
             if self.leave == LeavePhase::Active {
-                self.on_claim_about_self(version);
+                self.on_claim_about_self(ctx, version);
             }
             return;
         }
-        let update = Update::Left {
-            id,
-            boot_id: version.boot_id,
-            incarnation: version.incarnation,
-        };
+        let update = Update::Left { id, boot_id: version.boot_id, incarnation: version.incarnation };
         self.record_departure(ctx, id, version, update);
     }
 
     /// Applies a claim that another member died or left, if it is news: a
     /// death is reported as a failure, a leave never is.
-    fn record_departure(
-        &mut self,
-        ctx: &mut Ctx<'_>,
-        id: MemberId,
-        version: Version,
-        update: Update,
-    ) {
-        if self
-            .members
-            .get(&id)
-            .is_none_or(|m| version <= m.info.version())
-        {
+    fn record_departure(&mut self, ctx: &mut Ctx<'_>, id: MemberId, version: Version, update: Update) {
+        if self.members.get(&id).is_none_or(|m| version <= m.info.version()) {
             return;
         }
         let state = version.state();
-        debug_assert!(
-            matches!(state, State::Dead | State::Left),
-            "a departure is a death or a leave"
-        );
+        debug_assert!(matches!(state, State::Dead | State::Left), "a departure is a death or a leave");
         self.set_state(ctx, id, state, version);
         self.broadcasts.push(update);
         let info = self.members[&id].info.clone();
-        let event = if state == State::Left {
-            Event::MemberLeft(info)
-        } else {
-            Event::MemberFailed(info)
-        };
+        let event = if state == State::Left { Event::MemberLeft(info) } else { Event::MemberFailed(info) };
         ctx.outbox.event(event);
     }
 
     /// Moves a known member to `state` at `version`, keeping the live count,
     /// the suspicion table and its timers in step.
     fn set_state(&mut self, ctx: &mut Ctx<'_>, id: MemberId, state: State, version: Version) {
-        let member = self
-            .members
-            .get_mut(&id)
-            .expect("caller checked the member exists");
+        let member = self.members.get_mut(&id).expect("caller checked the member exists");
         let was_live = member.info.state.is_live();
         member.info.state = state;
         member.info.boot_id = version.boot_id;
@@ -899,6 +769,23 @@ impl Membership {
 
     // ----- dissemination --------------------------------------------------------------------
 
+    /// Addresses of up to `count` distinct other members that `wanted` accepts,
+    /// drawn uniformly by random index (memberlist's `kRandomNodes`): O(count)
+    /// while most members qualify, never more than `3 n` draws.
+    fn random_members(&self, rng: &mut impl Rng, count: usize, wanted: impl Fn(&Member) -> bool) -> Vec<SocketAddr> {
+        let mut chosen: Vec<MemberId> = Vec::with_capacity(count);
+        for _ in 0..3 * self.ids.len() {
+            if chosen.len() == count {
+                break;
+            }
+            let id = self.ids[rng.random_range(0..self.ids.len())];
+            if id != self.local && !chosen.contains(&id) && wanted(&self.members[&id]) {
+                chosen.push(id);
+            }
+        }
+        chosen.iter().map(|id| self.members[id].info.addr).collect()
+    }
+
     /// How many times each update is sent: `retransmit_mult · ceil(log10(n + 1))`.
     fn retransmit_limit(&self) -> u32 {
         self.config.retransmit_mult.get() * fixed::ceil_log10(self.live as u64 + 1).max(1)
@@ -913,28 +800,27 @@ impl Membership {
         first: Option<Update>,
         message: impl Fn(Updates) -> Message,
     ) {
-        let base =
-            postcard::experimental::serialized_size(&message(Updates::new())).unwrap_or(usize::MAX);
-        let mut budget = limits::MAX_DATAGRAM_BYTES
-            .saturating_sub(ctx.outbox.header_len() + base + Body::VARIANT_BYTES);
+        let base = postcard::experimental::serialized_size(&message(Updates::new())).unwrap_or(usize::MAX);
+        let mut budget =
+            limits::MAX_DATAGRAM_BYTES.saturating_sub(ctx.outbox.header_len() + base + Body::VARIANT_BYTES);
         let mut updates = Vec::new();
         if let Some(first) = first {
-            budget = budget.saturating_sub(
-                postcard::experimental::serialized_size(&first).unwrap_or(usize::MAX),
-            );
+            budget = budget.saturating_sub(postcard::experimental::serialized_size(&first).unwrap_or(usize::MAX));
             updates.push(first);
         }
         let limit = self.retransmit_limit();
-        self.broadcasts
-            .fill(budget, limits::MAX_PIGGYBACK, limit, &mut updates);
+        self.broadcasts.fill(budget, limits::MAX_PIGGYBACK, limit, &mut updates);
         let updates = BoundedVec::try_from_vec(updates).expect("fill respects MAX_PIGGYBACK");
-        ctx.outbox
-            .send(to, Channel::Datagram, Body::Membership(message(updates)));
+        ctx.outbox.send(to, Channel::Datagram, Body::Membership(message(updates)));
     }
 
     fn on_gossip_timer(&mut self, ctx: &mut Ctx<'_>) {
-        ctx.timers
-            .set(Timer::Gossip, ctx.now + self.config.gossip_interval);
+        ctx.timers.set(Timer::Gossip, ctx.now + self.config.gossip_interval);
+        self.gossip(ctx);
+    }
+
+    /// Sends pending updates to `gossip_nodes` random members.
+    fn gossip(&mut self, ctx: &mut Ctx<'_>) {
         if self.broadcasts.is_empty() {
             return;
         }
@@ -942,15 +828,11 @@ impl Membership {
         // dead learns it and refutes (memberlist's gossip-to-the-dead).
         let now = ctx.now;
         let recent = self.config.gossip_to_the_dead;
-        let targets: Vec<SocketAddr> = self
-            .members
-            .values()
-            .filter(|m| m.info.id != self.local)
-            .filter(|m| {
-                m.info.state.is_live() || (m.info.state == State::Dead && now < m.since + recent)
-            })
-            .map(|m| m.info.addr)
-            .choose_multiple(ctx.rng, self.config.gossip_nodes.get() as usize);
+        let count = self.config.gossip_nodes.get() as usize;
+        let targets = self.random_members(ctx.rng, count, |m| {
+            m.info.state.is_live() || (m.info.state == State::Dead && now < m.since + recent)
+        });
+
         for target in targets {
             if self.broadcasts.is_empty() {
                 break;
@@ -964,58 +846,46 @@ impl Membership {
     /// memberlist's scaling: past 32 members the interval grows with log2(n),
     /// so the cluster's total push-pull traffic does not grow quadratically.
     fn push_pull_interval(&self) -> Duration {
-        let doublings =
-            (usize::BITS - self.live.saturating_sub(1).leading_zeros()).saturating_sub(5);
+        let doublings = (usize::BITS - self.live.saturating_sub(1).leading_zeros()).saturating_sub(5);
         self.config.push_pull_interval * (1 + doublings)
     }
 
     fn push_pull(&self, join: bool, reply: bool) -> Body {
         let members: Vec<MemberInfo> = self.members.values().map(|m| m.info.clone()).collect();
-        let members =
-            BoundedVec::try_from_vec(members).expect("member table bounded by MAX_MEMBERS");
-        Body::Membership(Message::PushPull(PushPull {
-            join,
-            reply,
-            members,
-        }))
+        let members = BoundedVec::try_from_vec(members).expect("member table bounded by MAX_MEMBERS");
+        Body::Membership(Message::PushPull(PushPull { join, reply, members }))
     }
 
     fn on_push_pull_timer(&mut self, ctx: &mut Ctx<'_>) {
         let interval = self.push_pull_interval();
         ctx.timers.set(Timer::PushPull, ctx.now + interval);
-        let partner = self
-            .members
-            .values()
-            .filter(|m| m.info.id != self.local && m.info.state == State::Alive)
-            .map(|m| m.info.addr)
-            .choose(ctx.rng);
-        if let Some(partner) = partner {
+        self.push_pull_with_random_member(ctx);
+    }
+
+    fn push_pull_with_random_member(&mut self, ctx: &mut Ctx<'_>) {
+        let partner = self.random_members(ctx.rng, 1, |m| m.info.state == State::Alive);
+        if let Some(&partner) = partner.first() {
             let body = self.push_pull(false, false);
             ctx.outbox.send(partner, Channel::Stream, body);
         }
     }
 
     fn on_push_pull(&mut self, ctx: &mut Ctx<'_>, header: &Header, push_pull: PushPull) {
-        let reply_to = push_pull
-            .members
-            .iter()
-            .find(|m| m.id == header.from)
-            .map(|m| m.addr);
+        let reply_to = push_pull.members.iter().find(|m| m.id == header.from).map(|m| m.addr);
         for info in push_pull.members.into_vec() {
             let version = info.version();
             match info.state {
                 State::Alive => self.on_alive(ctx, info),
                 // memberlist: a remote "dead" only makes us suspect, so a member
                 // wrongly dead elsewhere gets its chance to refute.
-                State::Suspect | State::Dead => self.on_suspect(
-                    ctx,
-                    info.id,
-                    version.with_state(State::Suspect),
-                    header.from,
-                ),
+                State::Suspect | State::Dead => {
+                    self.on_suspect(ctx, info.id, version.with_state(State::Suspect), header.from)
+                }
                 State::Left => self.on_left(ctx, info.id, version),
             }
         }
+        self.learned_since_sync = 0;
+        self.last_sync = ctx.now;
         let Some(reply_to) = reply_to else {
             return;
         };
@@ -1045,31 +915,15 @@ impl Membership {
     /// member, and one seed that no live member answers at.
     fn on_reconnect_timer(&mut self, ctx: &mut Ctx<'_>) {
         let interval = self.config.reconnect_interval;
-        ctx.timers.set(
-            Timer::Reconnect,
-            ctx.now + jitter(ctx.rng, interval) / 2 + interval / 2,
-        );
+        ctx.timers.set(Timer::Reconnect, ctx.now + jitter(ctx.rng, interval) / 2 + interval / 2);
         self.reap(ctx);
         if self.leave >= LeavePhase::Left {
             return;
         }
-        let dead = self
-            .members
-            .values()
-            .filter(|m| m.info.state == State::Dead)
-            .map(|m| m.info.addr)
-            .choose(ctx.rng);
-        let live_addrs: BTreeSet<SocketAddr> = self
-            .members
-            .values()
-            .filter(|m| m.info.state.is_live())
-            .map(|m| m.info.addr)
-            .collect();
-        let seed = self
-            .seeds
-            .addrs()
-            .filter(|addr| !live_addrs.contains(addr))
-            .choose(ctx.rng);
+        let dead = self.members.values().filter(|m| m.info.state == State::Dead).map(|m| m.info.addr).choose(ctx.rng);
+        let live_addrs: BTreeSet<SocketAddr> =
+            self.members.values().filter(|m| m.info.state.is_live()).map(|m| m.info.addr).collect();
+        let seed = self.seeds.addrs().filter(|addr| !live_addrs.contains(addr)).choose(ctx.rng);
         for addr in dead.into_iter().chain(seed) {
             let body = self.push_pull(false, false);
             ctx.outbox.send(addr, Channel::Stream, body);
@@ -1103,11 +957,11 @@ impl Membership {
     }
 
     fn remove_member(&mut self, ctx: &mut Ctx<'_>, id: MemberId) {
-        debug_assert!(
-            !self.members[&id].info.state.is_live(),
-            "only dead or left members are reaped"
-        );
+        debug_assert!(!self.members[&id].info.state.is_live(), "only dead or left members are reaped");
         self.members.remove(&id);
+        if let Some(at) = self.ids.iter().position(|&other| other == id) {
+            self.ids.swap_remove(at);
+        }
         self.broadcasts.remove(id);
         self.probe_order.remove(id);
         self.superseded.remove(&id);
@@ -1121,68 +975,31 @@ impl Membership {
         let local = self.local_info();
         assert_eq!(local.id, self.local, "local record keyed by its id");
         if self.leave < LeavePhase::Left {
-            assert_eq!(
-                local.state,
-                State::Alive,
-                "a member never holds itself suspect or dead"
-            );
+            assert_eq!(local.state, State::Alive, "a member never holds itself suspect or dead");
         }
-        let live = self
-            .members
-            .values()
-            .filter(|m| m.info.state.is_live())
-            .count();
+        let live = self.members.values().filter(|m| m.info.state.is_live()).count();
         assert_eq!(self.live, live, "live count in step with the table");
-        assert!(
-            self.members.len() <= limits::MAX_MEMBERS,
-            "member table within its bound"
-        );
+        assert!(self.members.len() <= limits::MAX_MEMBERS, "member table within its bound");
         for (id, member) in &self.members {
             assert_eq!(*id, member.info.id, "member keyed by its id");
             let suspicion = self.suspicions.get(id);
-            assert_eq!(
-                member.info.state == State::Suspect,
-                suspicion.is_some(),
-                "suspicion for every suspect, {id}"
-            );
+            assert_eq!(member.info.state == State::Suspect, suspicion.is_some(), "suspicion for every suspect, {id}");
             if let Some(suspicion) = suspicion {
-                assert_eq!(
-                    suspicion.version,
-                    member.info.version(),
-                    "suspicion tracks the current claim"
-                );
-                assert!(
-                    timers.deadline(Timer::Suspicion(*id)).is_some(),
-                    "suspicion timer armed for {id}"
-                );
+                assert_eq!(suspicion.version, member.info.version(), "suspicion tracks the current claim");
+                assert!(timers.deadline(Timer::Suspicion(*id)).is_some(), "suspicion timer armed for {id}");
             }
         }
-        assert!(
-            self.relays.len() <= limits::MAX_RELAYED_PROBES,
-            "relays within their bound"
-        );
+        assert!(self.relays.len() <= limits::MAX_RELAYED_PROBES, "relays within their bound");
         for seq in self.relays.keys() {
-            assert!(
-                timers.deadline(Timer::RelayedProbe(*seq)).is_some(),
-                "relay {seq} has a nack timer"
-            );
+            assert!(timers.deadline(Timer::RelayedProbe(*seq)).is_some(), "relay {seq} has a nack timer");
         }
         self.broadcasts.check_invariants();
-        assert!(
-            self.broadcasts.len() <= self.members.len(),
-            "one broadcast per member at most"
-        );
+        assert!(self.broadcasts.len() <= self.members.len(), "one broadcast per member at most");
         for subject in self.broadcasts.subjects() {
-            assert!(
-                self.members.contains_key(&subject),
-                "broadcast about a reaped member {subject}"
-            );
+            assert!(self.members.contains_key(&subject), "broadcast about a reaped member {subject}");
         }
         if self.leave < LeavePhase::Left {
-            assert!(
-                !self.joined || self.live > 1,
-                "joined only while another member is live"
-            );
+            assert!(!self.joined || self.live > 1, "joined only while another member is live");
             assert!(timers.deadline(Timer::Probe).is_some(), "probe timer armed");
         }
     }

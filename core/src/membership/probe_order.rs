@@ -77,9 +77,7 @@ mod tests {
         let mut rng = ChaCha8Rng::seed_from_u64(7);
         let members: Vec<_> = (1..=5).map(MemberId::from_u128).collect();
         let mut order = ProbeOrder::default();
-        let mut round: Vec<_> = (0..5)
-            .map(|_| order.next(&mut rng, |_| true, || members.clone()).unwrap())
-            .collect();
+        let mut round: Vec<_> = (0..5).map(|_| order.next(&mut rng, |_| true, || members.clone()).unwrap()).collect();
         round.sort();
         assert_eq!(round, members);
     }
@@ -91,10 +89,7 @@ mod tests {
         let mut order = ProbeOrder::default();
         let only_two = |id: MemberId| id == MemberId::from_u128(2);
         for _ in 0..4 {
-            assert_eq!(
-                order.next(&mut rng, only_two, || members.clone()),
-                Some(MemberId::from_u128(2))
-            );
+            assert_eq!(order.next(&mut rng, only_two, || members.clone()), Some(MemberId::from_u128(2)));
         }
         assert_eq!(order.next(&mut rng, |_| false, Vec::new), None);
     }
@@ -106,9 +101,7 @@ mod tests {
         let mut order = ProbeOrder::default();
         order.next(&mut rng, |_| true, || members.clone());
         order.insert(&mut rng, MemberId::from_u128(9));
-        let rest: Vec<_> = (0..4)
-            .map(|_| order.next(&mut rng, |_| true, Vec::new).unwrap())
-            .collect();
+        let rest: Vec<_> = (0..4).map(|_| order.next(&mut rng, |_| true, Vec::new).unwrap()).collect();
         assert!(rest.contains(&MemberId::from_u128(9)), "{rest:?}");
         order.remove(MemberId::from_u128(9));
         assert_eq!(order.len(), 4);

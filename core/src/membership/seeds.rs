@@ -31,12 +31,7 @@ impl Seeds {
     /// Adds `addrs`, due at once. With `from_discovery`, discovery seeds not
     /// in `addrs` are dropped. Past [`limits::MAX_SEEDS`] further addresses
     /// are ignored; returns how many were.
-    pub(crate) fn add(
-        &mut self,
-        addrs: &[SocketAddr],
-        from_discovery: bool,
-        now: Instant,
-    ) -> usize {
+    pub(crate) fn add(&mut self, addrs: &[SocketAddr], from_discovery: bool, now: Instant) -> usize {
         if from_discovery {
             self.entries.retain(|addr, seed| {
                 seed.from_discovery = seed.from_discovery && addrs.contains(addr);
@@ -63,11 +58,7 @@ impl Seeds {
 
     /// Seeds due at `now`.
     pub(crate) fn due(&self, now: Instant) -> Vec<SocketAddr> {
-        self.entries
-            .iter()
-            .filter(|(_, seed)| seed.next_attempt <= now)
-            .map(|(&addr, _)| addr)
-            .collect()
+        self.entries.iter().filter(|(_, seed)| seed.next_attempt <= now).map(|(&addr, _)| addr).collect()
     }
 
     /// Records an attempt at `addr` and schedules the next one after the backoff.
@@ -131,17 +122,11 @@ mod tests {
         }
         let bases = [100, 200, 400, 800, 1000, 1000];
         for (index, (gap, base)) in gaps.iter().zip(bases).enumerate() {
-            assert!(
-                (base..=base * 5 / 4).contains(gap),
-                "attempt {index}: gap {gap} ms, base {base} ms"
-            );
+            assert!((base..=base * 5 / 4).contains(gap), "attempt {index}: gap {gap} ms, base {base} ms");
         }
         seeds.answered(addr(1));
         seeds.attempted(addr(1), now, &mut rng, initial, max);
-        assert!(
-            seeds.next_attempt().unwrap().saturating_duration_since(now)
-                <= Duration::from_millis(125)
-        );
+        assert!(seeds.next_attempt().unwrap().saturating_duration_since(now) <= Duration::from_millis(125));
     }
 
     #[test]
@@ -150,10 +135,7 @@ mod tests {
         seeds.add(&[addr(1)], false, Instant::ZERO);
         seeds.add(&[addr(2), addr(3)], true, Instant::ZERO);
         seeds.add(&[addr(3), addr(4)], true, Instant::ZERO);
-        assert_eq!(
-            seeds.addrs().collect::<Vec<_>>(),
-            [addr(1), addr(3), addr(4)]
-        );
+        assert_eq!(seeds.addrs().collect::<Vec<_>>(), [addr(1), addr(3), addr(4)]);
     }
 
     #[test]

@@ -25,8 +25,7 @@ use crate::time::Instant;
 /// The shortest suspicion timeout for a cluster of `members`.
 pub(crate) fn floor(suspicion_mult: u32, members: usize, probe_interval: Duration) -> Duration {
     let scale_q32 = fixed::log10_at_least_one_q32(members as u64);
-    let nanos =
-        (u128::from(suspicion_mult) * probe_interval.as_nanos() * u128::from(scale_q32)) >> 32;
+    let nanos = (u128::from(suspicion_mult) * probe_interval.as_nanos() * u128::from(scale_q32)) >> 32;
     Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
 }
 
@@ -67,15 +66,7 @@ impl Suspicion {
         min: Duration,
         max: Duration,
     ) -> Self {
-        Suspicion {
-            version,
-            started: now,
-            first,
-            confirmations: BTreeSet::new(),
-            expected,
-            min,
-            max,
-        }
+        Suspicion { version, started: now, first, confirmations: BTreeSet::new(), expected, min, max }
     }
 
     /// Records a confirmation by `from`; true if it was new and independent,
@@ -88,13 +79,7 @@ impl Suspicion {
     }
 
     pub(crate) fn deadline(&self) -> Instant {
-        self.started
-            + timeout(
-                self.confirmations.len() as u32,
-                self.expected,
-                self.min,
-                self.max,
-            )
+        self.started + timeout(self.confirmations.len() as u32, self.expected, self.min, self.max)
     }
 }
 
@@ -107,19 +92,10 @@ mod tests {
     #[test]
     fn floor_grows_with_log10_of_the_cluster_size() {
         // Lifeguard §4.2 / memberlist: floor = mult · max(1, log10 n) · interval.
-        let table = [
-            (1, 4_000),
-            (5, 4_000),
-            (10, 4_000),
-            (100, 8_000),
-            (1000, 12_000),
-        ];
+        let table = [(1, 4_000), (5, 4_000), (10, 4_000), (100, 8_000), (1000, 12_000)];
         for (index, (members, expected_millis)) in table.into_iter().enumerate() {
             let millis = floor(4, members, SECOND).as_millis();
-            assert!(
-                millis.abs_diff(expected_millis) <= 1,
-                "row {index}: n = {members}: {millis} ms"
-            );
+            assert!(millis.abs_diff(expected_millis) <= 1, "row {index}: n = {members}: {millis} ms");
         }
     }
 
@@ -130,11 +106,7 @@ mod tests {
         assert_eq!(timeout(0, 3, min, max), max);
         assert_eq!(timeout(3, 3, min, max), min);
         assert_eq!(timeout(9, 3, min, max), min);
-        assert_eq!(
-            timeout(0, 0, min, max),
-            min,
-            "no confirmations expected: floor at once"
-        );
+        assert_eq!(timeout(0, 0, min, max), min, "no confirmations expected: floor at once");
         // c = 1 of k = 3: 12 − 10 · log(2)/log(4) = 7 s.
         let one = timeout(1, 3, min, max);
         assert!(one.as_millis().abs_diff(7_000) <= 1, "{one:?}");
@@ -148,20 +120,11 @@ mod tests {
         let first = MemberId::from_u128(1);
         let mut suspicion = Suspicion::new(version, Instant::ZERO, first, 2, SECOND, 6 * SECOND);
         assert_eq!(suspicion.deadline(), Instant::ZERO + 6 * SECOND);
-        assert!(
-            !suspicion.confirm(first),
-            "the first suspector does not confirm itself"
-        );
+        assert!(!suspicion.confirm(first), "the first suspector does not confirm itself");
         assert!(suspicion.confirm(MemberId::from_u128(2)));
-        assert!(
-            !suspicion.confirm(MemberId::from_u128(2)),
-            "a repeat is not independent"
-        );
+        assert!(!suspicion.confirm(MemberId::from_u128(2)), "a repeat is not independent");
         assert!(suspicion.confirm(MemberId::from_u128(3)));
-        assert!(
-            !suspicion.confirm(MemberId::from_u128(4)),
-            "past k the floor is reached"
-        );
+        assert!(!suspicion.confirm(MemberId::from_u128(4)), "past k the floor is reached");
         assert_eq!(suspicion.deadline(), Instant::ZERO + SECOND);
     }
 }

@@ -50,8 +50,7 @@ pub(super) fn log2_q32_fast(table: &Table, x: u64) -> u64 {
     // Top bit at 63: bits 62.. are the fraction of the mantissa in [1, 2).
     let mantissa = x << leading;
     let row = (mantissa >> (63 - TABLE_BITS)) as usize & ((1 << TABLE_BITS) - 1);
-    let between =
-        (mantissa >> (63 - TABLE_BITS - INTERPOLATION_BITS)) & ((1 << INTERPOLATION_BITS) - 1);
+    let between = (mantissa >> (63 - TABLE_BITS - INTERPOLATION_BITS)) & ((1 << INTERPOLATION_BITS) - 1);
     let low = table[row];
     let high = table[row + 1];
     // The rise of one row is below 2^23 and `between` below 2^32: no overflow.

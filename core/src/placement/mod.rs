@@ -137,9 +137,7 @@ pub enum PlacementError {
     /// The capacity was zero. A member that should own no keys belongs
     /// outside the placement: with weight zero it would still own every key
     /// whenever it was the only member.
-    #[error(
-        "capacity must be at least 1; leave a member that should own no keys out of the placement"
-    )]
+    #[error("capacity must be at least 1; leave a member that should own no keys out of the placement")]
     ZeroCapacity,
     /// The capacity tag was not a plain decimal integer (ASCII digits only:
     /// no sign, space or point).
@@ -191,9 +189,7 @@ impl Capacity {
             return Err(PlacementError::NotAnInteger { tag: kept() });
         }
         // Only digits remain, so overflow is the one way parsing can fail.
-        let value = tag
-            .parse::<u32>()
-            .map_err(|_| PlacementError::TooLarge { tag: kept() })?;
+        let value = tag.parse::<u32>().map_err(|_| PlacementError::TooLarge { tag: kept() })?;
         Capacity::new(value).ok_or(PlacementError::ZeroCapacity)
     }
 }
@@ -264,16 +260,8 @@ impl Placement {
         let hashes = ids.iter().map(|&id| member_hash(id)).collect();
         let capacities: Vec<Capacity> = members.iter().map(|member| member.1).collect();
         let uniform = capacities.windows(2).all(|pair| pair[0] == pair[1]);
-        let placement = Placement {
-            ids,
-            hashes,
-            capacities,
-            uniform,
-        };
-        debug_assert!(
-            placement.ids.windows(2).all(|pair| pair[0] < pair[1]),
-            "placement ids are strictly ascending"
-        );
+        let placement = Placement { ids, hashes, capacities, uniform };
+        debug_assert!(placement.ids.windows(2).all(|pair| pair[0] < pair[1]), "placement ids are strictly ascending");
         placement
     }
 
@@ -303,30 +291,23 @@ impl Placement {
         let key_hash = key_hash(key);
         if self.uniform {
             // Score above index in one integer, so one comparison is step 4.
-            let ranks = self.hashes.iter().enumerate().map(|(index, &member_hash)| {
-                (u128::from(score(member_hash, key_hash)) << 64) | index as u128
-            });
+            let ranks = self
+                .hashes
+                .iter()
+                .enumerate()
+                .map(|(index, &member_hash)| (u128::from(score(member_hash, key_hash)) << 64) | index as u128);
             let top = select_top(ranks, wanted, Ord::cmp);
-            top.iter()
-                .map(|&rank| self.ids[rank as u64 as usize])
-                .collect()
+            top.iter().map(|&rank| self.ids[rank as u64 as usize]).collect()
         } else {
             let table = log2::table();
             let members = self.hashes.iter().zip(&self.capacities).enumerate();
             let candidates = members.map(|(index, (&member_hash, capacity))| {
                 let score = score(member_hash, key_hash);
                 let neg_log2 = log2::neg_log2_unit_q32(table, score);
-                Candidate {
-                    weight: capacity.get(),
-                    neg_log2,
-                    score,
-                    index,
-                }
+                Candidate { weight: capacity.get(), neg_log2, score, index }
             });
             let top = select_top(candidates, wanted, Candidate::rank);
-            top.iter()
-                .map(|candidate| self.ids[candidate.index])
-                .collect()
+            top.iter().map(|candidate| self.ids[candidate.index]).collect()
         }
     }
 
@@ -337,10 +318,7 @@ impl Placement {
 
     /// The capacity of member `id`, or `None` if it is not in the placement.
     pub fn capacity(&self, id: MemberId) -> Option<Capacity> {
-        self.ids
-            .binary_search(&id)
-            .ok()
-            .map(|index| self.capacities[index])
+        self.ids.binary_search(&id).ok().map(|index| self.capacities[index])
     }
 
     /// How many members there are.
@@ -383,32 +361,18 @@ impl Placement {
                 Ordering::Equal => {
                     let (before, after) = (previous.capacities[old], self.capacities[new]);
                     if before != after {
-                        reweighted.push(CapacityChange {
-                            id: self.ids[new],
-                            before,
-                            after,
-                        });
+                        reweighted.push(CapacityChange { id: self.ids[new], before, after });
                     }
                     old += 1;
                     new += 1;
                 }
             }
         }
-        Diff {
-            previous: previous.clone(),
-            current: self.clone(),
-            added,
-            removed,
-            reweighted,
-        }
+        Diff { previous: previous.clone(), current: self.clone(), added, removed, reweighted }
     }
 
     fn owner_of_key_hash(&self, key_hash: u64) -> Option<MemberId> {
-        let index = if self.uniform {
-            self.best_unweighted(key_hash)
-        } else {
-            self.best_weighted(key_hash)
-        }?;
+        let index = if self.uniform { self.best_unweighted(key_hash) } else { self.best_weighted(key_hash) }?;
         Some(self.ids[index])
     }
 
@@ -466,21 +430,14 @@ impl Placement {
 impl Default for Placement {
     /// The empty placement, equal to `Placement::new([])`.
     fn default() -> Self {
-        Placement {
-            ids: Vec::new(),
-            hashes: Vec::new(),
-            capacities: Vec::new(),
-            uniform: true,
-        }
+        Placement { ids: Vec::new(), hashes: Vec::new(), capacities: Vec::new(), uniform: true }
     }
 }
 
 impl fmt::Debug for Placement {
     /// Members with their capacities; the hashes follow from the ids.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_map()
-            .entries(self.ids.iter().zip(&self.capacities))
-            .finish()
+        f.debug_map().entries(self.ids.iter().zip(&self.capacities)).finish()
     }
 }
 
@@ -536,9 +493,7 @@ impl Candidate {
     fn rank(&self, other: &Candidate) -> Ordering {
         let this = u128::from(self.weight) * u128::from(other.neg_log2);
         let that = u128::from(other.weight) * u128::from(self.neg_log2);
-        this.cmp(&that)
-            .then(self.score.cmp(&other.score))
-            .then(self.index.cmp(&other.index))
+        this.cmp(&that).then(self.score.cmp(&other.score)).then(self.index.cmp(&other.index))
     }
 }
 

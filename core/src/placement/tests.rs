@@ -60,16 +60,12 @@ fn golden_keys() -> [&'static [u8]; 15] {
 }
 
 fn golden_weighted() -> Placement {
-    let capacities = GOLDEN_CAPACITIES
-        .map(|capacity| Capacity::new(capacity).expect("golden capacities are positive"));
+    let capacities = GOLDEN_CAPACITIES.map(|capacity| Capacity::new(capacity).expect("golden capacities are positive"));
     Placement::weighted(GOLDEN_MEMBERS.into_iter().zip(capacities))
 }
 
 fn ids(values: &[u128]) -> Vec<MemberId> {
-    values
-        .iter()
-        .map(|&value| MemberId::from_u128(value))
-        .collect()
+    values.iter().map(|&value| MemberId::from_u128(value)).collect()
 }
 
 fn capacity(value: u32) -> Capacity {
@@ -134,20 +130,13 @@ fn oracle(members: &[MemberId]) -> RendezvousNodes<IdNode<MemberId>, SchemeHashe
 }
 
 fn oracle_owners(members: &[MemberId], key: &[u8], n: usize) -> Vec<MemberId> {
-    oracle(members)
-        .calc_candidates(&KeyBytes(key))
-        .take(n)
-        .map(|node| **node)
-        .collect()
+    oracle(members).calc_candidates(&KeyBytes(key)).take(n).map(|node| **node).collect()
 }
 
-fn weighted_oracle(
-    members: &[(MemberId, u32)],
-) -> RendezvousNodes<WeightedNode<IdNode<MemberId>>, SchemeHasher> {
+fn weighted_oracle(members: &[(MemberId, u32)]) -> RendezvousNodes<WeightedNode<IdNode<MemberId>>, SchemeHasher> {
     let mut nodes = RendezvousNodes::new(SchemeHasher);
     nodes.extend(members.iter().map(|&(id, weight)| {
-        let weight = rendezvous_hash::Capacity::new(f64::from(weight))
-            .expect("positive weights are normal floats");
+        let weight = rendezvous_hash::Capacity::new(f64::from(weight)).expect("positive weights are normal floats");
         WeightedNode::new(IdNode::new(id), weight)
     }));
     nodes
@@ -168,10 +157,7 @@ fn member_hash_key_hash_and_score_are_pinned() {
     assert_eq!(member_hash(M1), GOLDEN_MEMBER_HASH);
     assert_eq!(key_hash(b"user:42"), GOLDEN_KEY_HASH);
     assert_eq!(score(GOLDEN_MEMBER_HASH, GOLDEN_KEY_HASH), GOLDEN_SCORE);
-    assert_eq!(
-        log2::neg_log2_unit_q32(log2::table(), GOLDEN_SCORE),
-        GOLDEN_NEG_LOG2
-    );
+    assert_eq!(log2::neg_log2_unit_q32(log2::table(), GOLDEN_SCORE), GOLDEN_NEG_LOG2);
     assert_eq!(score(0, 0), 0, "the finalizer fixes zero");
 }
 
@@ -203,12 +189,7 @@ fn unweighted_owners_of_golden_keys_are_pinned() {
     ];
     let placement = Placement::new(GOLDEN_MEMBERS);
     for (index, (key, top)) in golden_keys().into_iter().zip(expected).enumerate() {
-        assert_eq!(
-            placement.owners(key, 3),
-            top,
-            "row {index}: key of {} bytes",
-            key.len()
-        );
+        assert_eq!(placement.owners(key, 3), top, "row {index}: key of {} bytes", key.len());
         assert_eq!(placement.owner(key), Some(top[0]), "row {index}");
     }
 }
@@ -235,12 +216,7 @@ fn weighted_owners_of_golden_keys_are_pinned() {
     ];
     let placement = golden_weighted();
     for (index, (key, top)) in golden_keys().into_iter().zip(expected).enumerate() {
-        assert_eq!(
-            placement.owners(key, 3),
-            top,
-            "row {index}: key of {} bytes",
-            key.len()
-        );
+        assert_eq!(placement.owners(key, 3), top, "row {index}: key of {} bytes", key.len());
         assert_eq!(placement.owner(key), Some(top[0]), "row {index}");
     }
 }
@@ -250,16 +226,9 @@ fn u64_keys_are_hashed_as_their_little_endian_bytes() {
     // `owner_u64` is defined by explicit bytes, so it cannot vary with the platform's endianness.
     let placement = golden_weighted();
     for key in [0u64, 1, 0x0102_0304_0506_0708, u64::MAX] {
-        assert_eq!(
-            placement.owner_u64(key),
-            placement.owner(&key.to_le_bytes()),
-            "key {key:#x}"
-        );
+        assert_eq!(placement.owner_u64(key), placement.owner(&key.to_le_bytes()), "key {key:#x}");
     }
-    assert_eq!(
-        Placement::new(GOLDEN_MEMBERS).owner_u64(1),
-        Some(GOLDEN_OWNER_OF_U64_ONE)
-    );
+    assert_eq!(Placement::new(GOLDEN_MEMBERS).owner_u64(1), Some(GOLDEN_OWNER_OF_U64_ONE));
 }
 
 const GOLDEN_OWNER_OF_U64_ONE: MemberId = M6;
@@ -284,21 +253,7 @@ fn log2_table_rows_equal_the_exact_function() {
 fn fast_log2_stays_within_interpolation_error_of_the_exact_function() {
     // Chords under a concave curve: the fast value is never above the exact one and at most 2^-22 below.
     let table = log2::table();
-    let mut inputs = vec![
-        1u64,
-        2,
-        3,
-        5,
-        7,
-        1000,
-        1023,
-        1024,
-        1025,
-        1 << 32,
-        (1 << 32) - 1,
-        u64::MAX,
-        u64::MAX - 1,
-    ];
+    let mut inputs = vec![1u64, 2, 3, 5, 7, 1000, 1023, 1024, 1025, 1 << 32, (1 << 32) - 1, u64::MAX, u64::MAX - 1];
     inputs.extend((0..64).map(|shift| 1u64 << shift));
     let mut state = 0x1234_5678_9abc_def0u64;
     for _ in 0..20_000 {
@@ -308,21 +263,11 @@ fn fast_log2_stays_within_interpolation_error_of_the_exact_function() {
     }
     for (index, &x) in inputs.iter().enumerate() {
         let (fast, exact) = (log2::log2_q32_fast(table, x), log2_q32(x));
-        assert!(
-            fast <= exact + 1,
-            "input {index}: log2({x}) fast {fast} above exact {exact}"
-        );
-        assert!(
-            exact - fast.min(exact) <= 1 << 10,
-            "input {index}: log2({x}) fast {fast}, exact {exact}"
-        );
+        assert!(fast <= exact + 1, "input {index}: log2({x}) fast {fast} above exact {exact}");
+        assert!(exact - fast.min(exact) <= 1 << 10, "input {index}: log2({x}) fast {fast}, exact {exact}");
     }
     for shift in 0..64u64 {
-        assert_eq!(
-            log2::log2_q32_fast(table, 1 << shift),
-            shift << 32,
-            "2^{shift} is exact"
-        );
+        assert_eq!(log2::log2_q32_fast(table, 1 << shift), shift << 32, "2^{shift} is exact");
     }
 }
 
@@ -339,16 +284,8 @@ fn fast_log2_never_decreases() {
     }
     inputs.sort_unstable();
     for pair in inputs.windows(2) {
-        let (low, high) = (
-            log2::log2_q32_fast(table, pair[0]),
-            log2::log2_q32_fast(table, pair[1]),
-        );
-        assert!(
-            low <= high,
-            "log2({}) = {low} > log2({}) = {high}",
-            pair[0],
-            pair[1]
-        );
+        let (low, high) = (log2::log2_q32_fast(table, pair[0]), log2::log2_q32_fast(table, pair[1]));
+        assert!(low <= high, "log2({}) = {low} > log2({}) = {high}", pair[0], pair[1]);
     }
 }
 
@@ -356,24 +293,12 @@ fn fast_log2_never_decreases() {
 fn neg_log2_of_extreme_scores_is_finite_positive_and_ordered() {
     // Score 0 (u = 0) must not panic or divide by zero; it scores as 1 does, below every larger score.
     let table = log2::table();
-    let rows = [
-        (0u64, 64u64 << 32),
-        (1, 64 << 32),
-        (2, 63 << 32),
-        (1 << 63, 1 << 32),
-    ];
+    let rows = [(0u64, 64u64 << 32), (1, 64 << 32), (2, 63 << 32), (1 << 63, 1 << 32)];
     for (index, (score, expected)) in rows.into_iter().enumerate() {
-        assert_eq!(
-            log2::neg_log2_unit_q32(table, score),
-            expected,
-            "row {index}: score {score:#x}"
-        );
+        assert_eq!(log2::neg_log2_unit_q32(table, score), expected, "row {index}: score {score:#x}");
     }
     let top = log2::neg_log2_unit_q32(table, u64::MAX);
-    assert!(
-        (1..1 << 12).contains(&top),
-        "u just below 1 gives L just above 0, got {top}"
-    );
+    assert!((1..1 << 12).contains(&top), "u just below 1 gives L just above 0, got {top}");
 }
 
 // ---------------------------------------------------------------------------
@@ -391,12 +316,8 @@ fn key() -> impl Strategy<Value = Vec<u8>> {
 
 fn weighted_members() -> impl Strategy<Value = Vec<(MemberId, u32)>> {
     let weight = prop_oneof![1..=4u32, 1..=1000u32, Just(u32::MAX)];
-    prop::collection::btree_map(any::<u128>(), weight, 1..30).prop_map(|members| {
-        members
-            .into_iter()
-            .map(|(id, weight)| (MemberId::from_u128(id), weight))
-            .collect()
-    })
+    prop::collection::btree_map(any::<u128>(), weight, 1..30)
+        .prop_map(|members| members.into_iter().map(|(id, weight)| (MemberId::from_u128(id), weight)).collect())
 }
 
 fn weighted_placement(members: &[(MemberId, u32)]) -> Placement {
@@ -577,34 +498,19 @@ fn weighting_one_member_of_an_unweighted_placement_moves_keys_only_to_it() {
     // Equal capacities rank exactly as unweighted, so leaving the unweighted scan moves no other key.
     let before = Placement::new(GOLDEN_MEMBERS);
     for (row, raised) in GOLDEN_MEMBERS.into_iter().enumerate() {
-        let after = Placement::weighted(GOLDEN_MEMBERS.map(|id| {
-            (
-                id,
-                if id == raised {
-                    capacity(2)
-                } else {
-                    Capacity::ONE
-                },
-            )
-        }));
+        let after =
+            Placement::weighted(GOLDEN_MEMBERS.map(|id| (id, if id == raised { capacity(2) } else { Capacity::ONE })));
         assert!(!after.uniform, "row {row}: the weighted scan runs");
         let diff = after.diff(&before);
         let mut gained = 0;
         for key in 0..5_000u64 {
             if let Some(change) = diff.moved(&key.to_le_bytes()) {
-                assert_eq!(
-                    change.to,
-                    Some(raised),
-                    "row {row}: key {key} moved {change:?}"
-                );
+                assert_eq!(change.to, Some(raised), "row {row}: key {key} moved {change:?}");
                 gained += 1;
             }
         }
         // From 1/6 to 2/7 of the keys: about 595 of 5,000 move.
-        assert!(
-            (450..750).contains(&gained),
-            "row {row}: {gained} keys moved"
-        );
+        assert!((450..750).contains(&gained), "row {row}: {gained} keys moved");
     }
 }
 
@@ -622,21 +528,9 @@ fn equal_scores_rank_the_greater_member_id_first() {
         let shared = placement.hashes[5];
         placement.hashes.fill(shared);
         assert_eq!(placement.owner(b"any"), Some(descending[0]), "row {index}");
-        assert_eq!(
-            placement.owners(b"any", 3),
-            descending[..3],
-            "row {index}: insertion path"
-        );
-        assert_eq!(
-            placement.owners(b"any", 24),
-            descending,
-            "row {index}: sort path"
-        );
-        assert_eq!(
-            placement.owners(b"any", 20),
-            descending[..20],
-            "row {index}: selection path"
-        );
+        assert_eq!(placement.owners(b"any", 3), descending[..3], "row {index}: insertion path");
+        assert_eq!(placement.owners(b"any", 24), descending, "row {index}: sort path");
+        assert_eq!(placement.owners(b"any", 20), descending[..20], "row {index}: selection path");
     }
 }
 
@@ -653,20 +547,8 @@ fn an_empty_placement_owns_nothing_and_never_panics() {
     let weighted_empty = Placement::weighted([]);
     assert_eq!(weighted_empty.owner(b"key"), None);
     let diff = Placement::new([M1]).diff(&empty);
-    assert_eq!(
-        diff.moved(b"key"),
-        Some(Move {
-            from: None,
-            to: Some(M1)
-        })
-    );
-    assert_eq!(
-        empty.diff(&Placement::new([M1])).moved(b"key"),
-        Some(Move {
-            from: Some(M1),
-            to: None
-        })
-    );
+    assert_eq!(diff.moved(b"key"), Some(Move { from: None, to: Some(M1) }));
+    assert_eq!(empty.diff(&Placement::new([M1])).moved(b"key"), Some(Move { from: Some(M1), to: None }));
 }
 
 #[test]
@@ -674,11 +556,7 @@ fn owners_is_capped_at_the_member_count() {
     // Asking for more owners than members returns every member once, ranked.
     let rows = [(0, 0), (1, 1), (3, 3), (6, 6), (7, 6), (usize::MAX, 6)];
     for weighted in [false, true] {
-        let placement = if weighted {
-            golden_weighted()
-        } else {
-            Placement::new(GOLDEN_MEMBERS)
-        };
+        let placement = if weighted { golden_weighted() } else { Placement::new(GOLDEN_MEMBERS) };
         for (index, (n, expected)) in rows.into_iter().enumerate() {
             let owners = placement.owners(b"key", n);
             assert_eq!(owners.len(), expected, "row {index}: weighted {weighted}");
@@ -693,21 +571,15 @@ fn owners_is_capped_at_the_member_count() {
 #[test]
 fn duplicate_ids_keep_their_largest_capacity() {
     // Collapsing duplicates must not depend on which copy came first.
-    let rows = [
-        vec![(M1, 3), (M1, 5), (M2, 1)],
-        vec![(M1, 5), (M1, 3), (M2, 1)],
-        vec![(M2, 1), (M1, 3), (M2, 1), (M1, 5)],
-    ];
+    let rows =
+        [vec![(M1, 3), (M1, 5), (M2, 1)], vec![(M1, 5), (M1, 3), (M2, 1)], vec![(M2, 1), (M1, 3), (M2, 1), (M1, 5)]];
     for (index, row) in rows.iter().enumerate() {
         let placement = weighted_placement(row);
         assert_eq!(placement.members(), [M1, M2], "row {index}");
         assert_eq!(placement.capacity(M1), Some(capacity(5)), "row {index}");
         assert_eq!(placement.capacity(M2), Some(Capacity::ONE), "row {index}");
         assert_eq!(placement.capacity(M3), None, "row {index}");
-        assert!(
-            placement.contains(M2) && !placement.contains(M3),
-            "row {index}"
-        );
+        assert!(placement.contains(M2) && !placement.contains(M3), "row {index}");
     }
     assert_eq!(Placement::new([M3, M1, M3, M2, M1]).members(), [M1, M2, M3]);
 }
@@ -715,16 +587,8 @@ fn duplicate_ids_keep_their_largest_capacity() {
 #[test]
 fn capacity_tags_parse_strictly() {
     // A tag means one number to every reader; anything else is a clear error, never a panic.
-    let not_an_integer = |tag: &str| {
-        Err(PlacementError::NotAnInteger {
-            tag: tag.to_string(),
-        })
-    };
-    let too_large = |tag: &str| {
-        Err(PlacementError::TooLarge {
-            tag: tag.to_string(),
-        })
-    };
+    let not_an_integer = |tag: &str| Err(PlacementError::NotAnInteger { tag: tag.to_string() });
+    let too_large = |tag: &str| Err(PlacementError::TooLarge { tag: tag.to_string() });
     let rows: [(&str, Result<Capacity, PlacementError>); 16] = [
         ("1", Ok(Capacity::ONE)),
         ("42", Ok(capacity(42))),
@@ -747,11 +611,7 @@ fn capacity_tags_parse_strictly() {
         assert_eq!(Capacity::from_tag(tag), expected, "row {index}: {tag:?}");
     }
     let long = "x".repeat(10_000);
-    assert_eq!(
-        Capacity::from_tag(&long),
-        not_an_integer(&long[..32]),
-        "errors keep a bounded prefix"
-    );
+    assert_eq!(Capacity::from_tag(&long), not_an_integer(&long[..32]), "errors keep a bounded prefix");
     assert_eq!(Capacity::new(0), None);
     assert_eq!(Capacity::default(), Capacity::ONE);
 }
@@ -768,11 +628,7 @@ struct DiffRow {
 #[test]
 fn diff_lists_added_removed_and_reweighted_members() {
     // A rebalance handler learns exactly which members changed, in id order.
-    let change = |id, before, after| CapacityChange {
-        id,
-        before: capacity(before),
-        after: capacity(after),
-    };
+    let change = |id, before, after| CapacityChange { id, before: capacity(before), after: capacity(after) };
     let rows = [
         DiffRow {
             previous: weighted_placement(&[(M1, 1)]),
@@ -817,11 +673,7 @@ fn diff_lists_added_removed_and_reweighted_members() {
         assert_eq!(diff.reweighted(), row.reweighted, "row {index}");
         let unchanged = row.added.is_empty() && row.removed.is_empty() && row.reweighted.is_empty();
         assert_eq!(diff.is_empty(), unchanged, "row {index}");
-        assert_eq!(
-            (diff.previous(), diff.current()),
-            (&row.previous, &row.current),
-            "row {index}"
-        );
+        assert_eq!((diff.previous(), diff.current()), (&row.previous, &row.current), "row {index}");
     }
 }
 
@@ -838,26 +690,16 @@ fn diff_moved_names_exactly_the_keys_whose_owner_changed() {
         let key = key.to_le_bytes();
         let (old, new) = (previous.owner(&key), current.owner(&key));
         let moved = diff.moved(&key);
-        assert_eq!(
-            moved,
-            (old != new).then_some(Move { from: old, to: new }),
-            "key {key:?}"
-        );
+        assert_eq!(moved, (old != new).then_some(Move { from: old, to: new }), "key {key:?}");
         if let Some(change) = moved {
             // Every move has a cause in the diff: a joiner, a leaver or a risen capacity.
-            assert!(
-                change.to == Some(M7) || change.from == Some(M4) || change.to == Some(M2),
-                "{change:?}"
-            );
+            assert!(change.to == Some(M7) || change.from == Some(M4) || change.to == Some(M2), "{change:?}");
             lost_by_m2 += usize::from(change.from == Some(M2));
             gained_by_m2 += usize::from(change.to == Some(M2));
         }
     }
     assert!(lost_by_m2 > 0, "M2 loses some keys to the joiner");
-    assert!(
-        gained_by_m2 > 1000,
-        "M2 gains from its tenfold capacity, got {gained_by_m2}"
-    );
+    assert!(gained_by_m2 > 1000, "M2 gains from its tenfold capacity, got {gained_by_m2}");
     let unchanged = previous.diff(&previous);
     assert!(unchanged.is_empty());
     assert_eq!(unchanged.moved(b"key"), None);
@@ -880,11 +722,8 @@ fn shares(placement: &Placement, keys: u64) -> BTreeMap<MemberId, u64> {
 /// allowing 4.5 standard deviations of a binomial count.
 fn assert_shares_proportional(row: usize, placement: &Placement, keys: u64) {
     let counts = shares(placement, keys);
-    let total: u64 = placement
-        .members()
-        .iter()
-        .map(|&id| u64::from(placement.capacity(id).map_or(0, Capacity::get)))
-        .sum();
+    let total: u64 =
+        placement.members().iter().map(|&id| u64::from(placement.capacity(id).map_or(0, Capacity::get))).sum();
     for &id in placement.members() {
         let weight = u64::from(placement.capacity(id).map_or(0, Capacity::get));
         let share = weight as f64 / total as f64;
@@ -902,13 +741,7 @@ fn assert_shares_proportional(row: usize, placement: &Placement, keys: u64) {
 #[test]
 fn weighted_shares_are_proportional_to_capacity() {
     // Weighted rendezvous: a member's share of keys is its capacity over the total.
-    let rows: [&[u32]; 5] = [
-        &[1, 2, 4],
-        &[1, 1, 1, 1],
-        &[1, 100],
-        &[3, 5, 7, 11, 13],
-        &[1000, 1, 1000, 1],
-    ];
+    let rows: [&[u32]; 5] = [&[1, 2, 4], &[1, 1, 1, 1], &[1, 100], &[3, 5, 7, 11, 13], &[1000, 1, 1000, 1]];
     for (row, weights) in rows.into_iter().enumerate() {
         let members: Vec<(MemberId, u32)> = weights
             .iter()
@@ -922,10 +755,7 @@ fn weighted_shares_are_proportional_to_capacity() {
     let counts = shares(&placement, 100_000);
     for (id, weight) in [(M1, 1.0), (M2, 2.0), (M3, 4.0)] {
         let ratio = counts[&id] as f64 / (100_000.0 * weight / 7.0);
-        assert!(
-            (ratio - 1.0).abs() < 0.03,
-            "member {id}: {ratio:.3} of its share"
-        );
+        assert!((ratio - 1.0).abs() < 0.03, "member {id}: {ratio:.3} of its share");
     }
 }
 

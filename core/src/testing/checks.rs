@@ -54,11 +54,7 @@ impl Sim {
     /// [`Sim::groups_converged`], saying what is still missing.
     pub fn check_groups_converged(&self, groups: &[&[NodeIdx]]) -> Result<(), NotConverged> {
         for group in groups {
-            let up: Vec<NodeIdx> = group
-                .iter()
-                .copied()
-                .filter(|&idx| self.is_up(idx))
-                .collect();
+            let up: Vec<NodeIdx> = group.iter().copied().filter(|&idx| self.is_up(idx)).collect();
             let expected = self.expected(&up);
             for &observer in group.iter().filter(|&&idx| self.is_running(idx)) {
                 self.check_view(observer, &expected)?;
@@ -78,13 +74,7 @@ impl Sim {
     }
 
     fn expected(&self, nodes: &[NodeIdx]) -> Expected {
-        nodes
-            .iter()
-            .filter_map(|&idx| {
-                self.node(idx)
-                    .map(|node| (node.id(), (idx, node.boot_id())))
-            })
-            .collect()
+        nodes.iter().filter_map(|&idx| self.node(idx).map(|node| (node.id(), (idx, node.boot_id())))).collect()
     }
 
     fn check_view(&self, observer: NodeIdx, expected: &Expected) -> Result<(), NotConverged> {
@@ -104,23 +94,17 @@ impl Sim {
                     ));
                 }
                 (State::Alive | State::Suspect, None) => {
-                    let who = self.node_of(info.id).map_or_else(
-                        || "no slot holds it".into(),
-                        |idx| format!("{idx} is not expected"),
-                    );
-                    return fail(format!(
-                        "holds {} {}, but {who}",
-                        describe(info),
-                        info.state.as_str()
-                    ));
+                    let who = self
+                        .node_of(info.id)
+                        .map_or_else(|| "no slot holds it".into(), |idx| format!("{idx} is not expected"));
+                    return fail(format!("holds {} {}, but {who}", describe(info), info.state.as_str()));
                 }
                 (State::Dead | State::Left, None) => {}
             }
         }
         if seen < expected.len() {
             let missing = expected.iter().find(|&(&id, _)| node.member(id).is_none());
-            let missing =
-                missing.map_or_else(|| "a member".into(), |(_, (idx, _))| idx.to_string());
+            let missing = missing.map_or_else(|| "a member".into(), |(_, (idx, _))| idx.to_string());
             return fail(format!("does not know {missing}"));
         }
         Ok(())
@@ -137,15 +121,12 @@ fn describe(info: &MemberInfo) -> String {
 /// S6 holds only with loss ≤ 10 % and no crash, partition or pause, so a
 /// test checks it only while [`Sim::faults`] is empty.
 pub fn live_members_declared_failed(sim: &Sim) -> impl Iterator<Item = &EventRecord> {
-    sim.step_events()
-        .iter()
-        .filter(move |record| match &record.event {
-            Event::MemberFailed(info) => sim
-                .node_of(info.id)
-                .and_then(|idx| sim.node(idx))
-                .is_some_and(|node| node.boot_id() == info.boot_id),
-            _ => false,
-        })
+    sim.step_events().iter().filter(move |record| match &record.event {
+        Event::MemberFailed(info) => {
+            sim.node_of(info.id).and_then(|idx| sim.node(idx)).is_some_and(|node| node.boot_id() == info.boot_id)
+        }
+        _ => false,
+    })
 }
 
 /// A step hook that panics on the first S6 violation
@@ -153,10 +134,7 @@ pub fn live_members_declared_failed(sim: &Sim) -> impl Iterator<Item = &EventRec
 /// `sim.set_step_hook(assert_no_live_member_failed)`.
 pub fn assert_no_live_member_failed(sim: &Sim) {
     if let Some(record) = live_members_declared_failed(sim).next() {
-        let subject = record
-            .subject()
-            .and_then(|id| sim.node_of(id))
-            .map_or_else(String::new, |idx| idx.to_string());
+        let subject = record.subject().and_then(|id| sim.node_of(id)).map_or_else(String::new, |idx| idx.to_string());
         panic!(
             "S6 violated at {}: {} declared {subject} dead while it is up; {:?} (Sim::new({}))",
             record.at,

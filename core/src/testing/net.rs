@@ -56,16 +56,11 @@ impl NetConfig {
             ));
         }
         if u64::try_from(self.latency_max.as_nanos()).is_err() {
-            return Err(format!(
-                "latency_max ({:?}) does not fit in u64 nanoseconds",
-                self.latency_max
-            ));
+            return Err(format!("latency_max ({:?}) does not fit in u64 nanoseconds", self.latency_max));
         }
         for (name, probability) in [("loss", self.loss), ("duplicate", self.duplicate)] {
             if !(0.0..=1.0).contains(&probability) {
-                return Err(format!(
-                    "{name} ({probability}) is not a probability in 0.0..=1.0"
-                ));
+                return Err(format!("{name} ({probability}) is not a probability in 0.0..=1.0"));
             }
         }
         Ok(())
@@ -75,10 +70,7 @@ impl NetConfig {
 /// The default address of slot `idx`: `10.a.b.c:7946`, with `a.b.c` the
 /// big-endian bytes of `idx + 1`, so slot 0 is `10.0.0.1`.
 pub fn default_addr(idx: NodeIdx) -> SocketAddr {
-    let number = u32::try_from(idx.0 + 1)
-        .ok()
-        .filter(|&n| n < 1 << 24)
-        .expect("at most 2^24 - 1 simulated nodes");
+    let number = u32::try_from(idx.0 + 1).ok().filter(|&n| n < 1 << 24).expect("at most 2^24 - 1 simulated nodes");
     let [_, a, b, c] = number.to_be_bytes();
     SocketAddr::new(Ipv4Addr::new(10, a, b, c).into(), PORT)
 }
@@ -102,10 +94,7 @@ impl Links {
         for (group, members) in (1u32..).zip(groups) {
             for &node in members.iter() {
                 let previous = self.groups.insert(node, group);
-                assert!(
-                    previous.is_none(),
-                    "partition: {node} is named in more than one group"
-                );
+                assert!(previous.is_none(), "partition: {node} is named in more than one group");
             }
         }
     }
@@ -216,10 +205,7 @@ mod tests {
         let mut links = Links::default();
         links.partition(&[&[A, B]]);
         assert!(links.blocked(A, C) && links.blocked(C, A));
-        assert!(
-            !links.blocked(A, B) && !links.blocked(C, D),
-            "same side talks"
-        );
+        assert!(!links.blocked(A, B) && !links.blocked(C, D), "same side talks");
         links.heal();
         assert!(!links.blocked(A, C));
     }
@@ -245,23 +231,14 @@ mod tests {
     fn default_addresses_are_distinct_and_readable() {
         assert_eq!(default_addr(NodeIdx(0)).to_string(), "10.0.0.1:7946");
         assert_eq!(default_addr(NodeIdx(255)).to_string(), "10.0.1.0:7946");
-        assert_eq!(
-            default_addr(NodeIdx(70_000)).to_string(),
-            "10.1.17.113:7946"
-        );
+        assert_eq!(default_addr(NodeIdx(70_000)).to_string(), "10.1.17.113:7946");
     }
 
     #[test]
     fn invalid_settings_are_named() {
-        let config = NetConfig {
-            latency_min: Duration::from_millis(9),
-            ..NetConfig::default()
-        };
+        let config = NetConfig { latency_min: Duration::from_millis(9), ..NetConfig::default() };
         assert!(config.validate().unwrap_err().contains("latency_min"));
-        let config = NetConfig {
-            loss: 1.5,
-            ..NetConfig::default()
-        };
+        let config = NetConfig { loss: 1.5, ..NetConfig::default() };
         assert!(config.validate().unwrap_err().contains("loss"));
         assert_eq!(NetConfig::default().validate(), Ok(()));
     }

@@ -34,17 +34,9 @@ pub(crate) enum Action {
     Deliver(Packet),
     /// A node's deadline: tick it, unless the entry is stale (the node's
     /// deadline moved or the node restarted since).
-    Timer {
-        node: NodeIdx,
-        generation: u64,
-        deadline: Instant,
-    },
+    Timer { node: NodeIdx, generation: u64, deadline: Instant },
     /// A write reached the disk: sync it and confirm it to the node.
-    Synced {
-        node: NodeIdx,
-        generation: u64,
-        seq: u64,
-    },
+    Synced { node: NodeIdx, generation: u64, seq: u64 },
 }
 
 #[derive(Debug)]
@@ -107,11 +99,7 @@ mod tests {
     use super::*;
 
     fn timer(node: usize) -> Action {
-        Action::Timer {
-            node: NodeIdx(node),
-            generation: 0,
-            deadline: Instant::ZERO,
-        }
+        Action::Timer { node: NodeIdx(node), generation: 0, deadline: Instant::ZERO }
     }
 
     fn node_of(entry: Entry) -> usize {

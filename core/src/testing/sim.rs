@@ -183,13 +183,9 @@ impl Sim {
         let idx = NodeIdx(self.slots.len());
         let addr = default_addr(idx);
         if let Some(owner) = self.by_addr.get(&addr) {
-            panic!(
-                "add_node: {addr}, the default address of {idx}, is taken by {owner} (restart_at moved it there)"
-            );
+            panic!("add_node: {addr}, the default address of {idx}, is taken by {owner} (restart_at moved it there)");
         }
-        let name: Name = name
-            .parse()
-            .unwrap_or_else(|error| panic!("add_node: node name {name:?}: {error}"));
+        let name: Name = name.parse().unwrap_or_else(|error| panic!("add_node: node name {name:?}: {error}"));
         let member_id = MemberId::from_u128(self.rng.random());
         self.slots.push(Slot {
             name,
@@ -235,14 +231,8 @@ impl Sim {
             tags: slot.tags.clone(),
         };
         let recovered = slot.storage.synced().clone();
-        let node = Node::new(slot.config.clone(), identity, seed, recovered, now).unwrap_or_else(
-            |error| {
-                panic!(
-                    "{idx} ({}): Node::new refused its config: {error}",
-                    slot.name
-                )
-            },
-        );
+        let node = Node::new(slot.config.clone(), identity, seed, recovered, now)
+            .unwrap_or_else(|error| panic!("{idx} ({}): Node::new refused its config: {error}", slot.name));
         slot.node = Some(node);
         slot.generation += 1;
         slot.scheduled = None;
@@ -349,11 +339,7 @@ impl Sim {
             self.by_member.remove(&slot.storage.member_id());
             slot.storage = Storage::new(member_id);
         }
-        self.record_fault(Fault::Restart {
-            node: idx,
-            disk,
-            addr,
-        });
+        self.record_fault(Fault::Restart { node: idx, disk, addr });
         self.start(idx);
     }
 
@@ -384,14 +370,7 @@ impl Sim {
             self.handle(idx, Input::Persisted(seq));
         }
         for packet in buffered {
-            self.hand_over(
-                Some(packet.src),
-                idx,
-                packet.from,
-                packet.channel,
-                packet.bytes,
-                packet.sent_at,
-            );
+            self.hand_over(Some(packet.src), idx, packet.from, packet.channel, packet.bytes, packet.sent_at);
         }
         self.handle(idx, Input::Tick);
         self.end_step();
@@ -406,9 +385,7 @@ impl Sim {
             self.slot(node);
         }
         self.links.partition(groups);
-        self.record_fault(Fault::Partition(
-            groups.iter().map(|group| group.to_vec()).collect(),
-        ));
+        self.record_fault(Fault::Partition(groups.iter().map(|group| group.to_vec()).collect()));
     }
 
     /// Drops every packet from `from` to `to` (on the receiving side: a
@@ -451,17 +428,12 @@ impl Sim {
         slot.buffered_datagrams = 0;
         let lost = std::mem::take(&mut slot.buffered);
         for packet in lost {
-            self.count(packet.src, packet.channel, |counters| {
-                counters.unreachable += 1
-            });
+            self.count(packet.src, packet.channel, |counters| counters.unreachable += 1);
         }
     }
 
     fn record_fault(&mut self, fault: Fault) {
-        let record = FaultRecord {
-            at: self.now,
-            fault,
-        };
+        let record = FaultRecord { at: self.now, fault };
         self.trace.fault(&record);
         self.faults.push(record);
     }
@@ -499,16 +471,8 @@ impl Sim {
         self.begin_step();
         match entry.action {
             Action::Deliver(packet) => self.deliver(packet),
-            Action::Timer {
-                node,
-                generation,
-                deadline,
-            } => self.on_deadline(node, generation, deadline),
-            Action::Synced {
-                node,
-                generation,
-                seq,
-            } => self.on_synced(node, generation, seq),
+            Action::Timer { node, generation, deadline } => self.on_deadline(node, generation, deadline),
+            Action::Synced { node, generation, seq } => self.on_synced(node, generation, seq),
         }
         self.end_step();
         true
@@ -537,16 +501,8 @@ impl Sim {
     /// [`Sim::run_until`] checking `done` at most once per `every` of virtual
     /// time, for predicates too costly to check every millisecond (e.g.
     /// convergence of a thousand nodes).
-    pub fn run_until_every(
-        &mut self,
-        limit: Duration,
-        every: Duration,
-        mut done: impl FnMut(&Sim) -> bool,
-    ) -> bool {
-        assert!(
-            !every.is_zero(),
-            "run_until_every: `every` must be positive"
-        );
+    pub fn run_until_every(&mut self, limit: Duration, every: Duration, mut done: impl FnMut(&Sim) -> bool) -> bool {
+        assert!(!every.is_zero(), "run_until_every: `every` must be positive");
         self.assert_valid_net();
         let every_ns = u64::try_from(every.as_nanos()).unwrap_or(u64::MAX);
         let deadline = self.now + limit;
@@ -596,10 +552,7 @@ impl Sim {
             return; // the node crashed first: the write was lost with it
         }
         let pending = slot.storage.sync(seq);
-        debug_assert!(
-            pending,
-            "a write of the running generation stays pending until synced"
-        );
+        debug_assert!(pending, "a write of the running generation stays pending until synced");
         if slot.paused {
             slot.confirmations.push(seq);
             return;
@@ -614,17 +567,9 @@ impl Sim {
     /// Feeds one input to a running node and routes everything it outputs.
     fn handle(&mut self, idx: NodeIdx, input: Input<'_>) {
         let now = self.now;
-        let node = self.slots[idx.0]
-            .node
-            .as_mut()
-            .expect("callers hand inputs to up nodes only");
+        let node = self.slots[idx.0].node.as_mut().expect("callers hand inputs to up nodes only");
         {
-            let _context = PanicContext {
-                doing: "handling an input on",
-                node: idx,
-                now,
-                seed: self.seed,
-            };
+            let _context = PanicContext { doing: "handling an input on", node: idx, now, seed: self.seed };
             node.handle(now, input);
         }
         self.after_input(idx);
@@ -635,12 +580,8 @@ impl Sim {
         let slot = &mut self.slots[idx.0];
         let node = slot.node.as_mut().expect("callers drain up nodes only");
         if self.check_invariants {
-            let _context = PanicContext {
-                doing: "checking the invariants of",
-                node: idx,
-                now: self.now,
-                seed: self.seed,
-            };
+            let _context =
+                PanicContext { doing: "checking the invariants of", node: idx, now: self.now, seed: self.seed };
             node.check_invariants();
         }
         let boot_id = node.boot_id();
@@ -667,11 +608,7 @@ impl Sim {
         }
         slot.scheduled = deadline;
         if let Some(deadline) = deadline {
-            let action = Action::Timer {
-                node: idx,
-                generation: slot.generation,
-                deadline,
-            };
+            let action = Action::Timer { node: idx, generation: slot.generation, deadline };
             self.queue.push(deadline.max(self.now), action);
         }
     }
@@ -680,22 +617,13 @@ impl Sim {
         let slot = &mut self.slots[idx.0];
         let at = (self.now + self.disk.fsync_delay).max(slot.last_sync);
         slot.last_sync = at;
-        let action = Action::Synced {
-            node: idx,
-            generation: slot.generation,
-            seq: persist.seq,
-        };
+        let action = Action::Synced { node: idx, generation: slot.generation, seq: persist.seq };
         slot.storage.write(persist);
         self.queue.push(at, action);
     }
 
     fn record_event(&mut self, node: NodeIdx, boot_id: u64, event: Event) {
-        let record = EventRecord {
-            at: self.now,
-            node,
-            boot_id,
-            event,
-        };
+        let record = EventRecord { at: self.now, node, boot_id, event };
         self.event_count += 1;
         self.trace.event(&record);
         self.events.push(record);
@@ -727,12 +655,7 @@ impl Sim {
             counters.sent += 1;
             counters.bytes_sent += len;
         });
-        let Some(dst) = self
-            .by_addr
-            .get(&to)
-            .copied()
-            .filter(|&dst| self.is_up(dst))
-        else {
+        let Some(dst) = self.by_addr.get(&to).copied().filter(|&dst| self.is_up(dst)) else {
             self.count(src, channel, |counters| counters.unreachable += 1);
             return;
         };
@@ -746,16 +669,7 @@ impl Sim {
         let dst_generation = self.slots[dst.0].generation;
         let src_addr = self.slots[src.0].addr;
         let sent_at = self.now;
-        let packet = |from, bytes| Packet {
-            src,
-            dst,
-            from,
-            channel,
-            bytes,
-            sent_at,
-            src_generation,
-            dst_generation,
-        };
+        let packet = |from, bytes| Packet { src, dst, from, channel, bytes, sent_at, src_generation, dst_generation };
         match channel {
             Channel::Datagram => {
                 if self.net.loss > 0.0 && self.rng.random_bool(self.net.loss) {
@@ -765,12 +679,10 @@ impl Sim {
                 if self.net.duplicate > 0.0 && self.rng.random_bool(self.net.duplicate) {
                     self.count(src, channel, |counters| counters.duplicated += 1);
                     let at = self.now + self.latency();
-                    self.queue
-                        .push(at, Action::Deliver(packet(src_addr, bytes.clone())));
+                    self.queue.push(at, Action::Deliver(packet(src_addr, bytes.clone())));
                 }
                 let at = self.now + self.latency();
-                self.queue
-                    .push(at, Action::Deliver(packet(src_addr, bytes)));
+                self.queue.push(at, Action::Deliver(packet(src_addr, bytes)));
             }
             Channel::Stream => {
                 let latency = self.latency();
@@ -778,21 +690,14 @@ impl Sim {
                 let open = self
                     .connections
                     .get(&key)
-                    .filter(|c| {
-                        c.src_generation == src_generation && c.dst_generation == dst_generation
-                    })
+                    .filter(|c| c.src_generation == src_generation && c.dst_generation == dst_generation)
                     .map(|c| (c.port, c.last_delivery));
                 let (port, last_delivery) = match open {
                     Some(open) => open,
                     None => (self.open_port(), Instant::ZERO),
                 };
                 let at = (self.now + latency).max(last_delivery);
-                let connection = Connection {
-                    src_generation,
-                    dst_generation,
-                    port,
-                    last_delivery: at,
-                };
+                let connection = Connection { src_generation, dst_generation, port, last_delivery: at };
                 self.connections.insert(key, connection);
                 let from = SocketAddr::new(src_addr.ip(), port);
                 self.queue.push(at, Action::Deliver(packet(from, bytes)));
@@ -805,8 +710,7 @@ impl Sim {
         let (src, dst, channel) = (packet.src, packet.dst, packet.channel);
         let receiver = &self.slots[dst.0];
         let receiver_same = receiver.node.is_some() && receiver.generation == packet.dst_generation;
-        let connection_intact =
-            channel == Channel::Datagram || self.slots[src.0].generation == packet.src_generation;
+        let connection_intact = channel == Channel::Datagram || self.slots[src.0].generation == packet.src_generation;
         if !(receiver_same && connection_intact) {
             self.count(src, channel, |counters| counters.unreachable += 1);
             return;
@@ -819,14 +723,7 @@ impl Sim {
             self.buffer(packet);
             return;
         }
-        self.hand_over(
-            Some(src),
-            dst,
-            packet.from,
-            channel,
-            packet.bytes,
-            packet.sent_at,
-        );
+        self.hand_over(Some(src), dst, packet.from, channel, packet.bytes, packet.sent_at);
     }
 
     /// Keeps a packet for a paused node, dropping its oldest datagram when the
@@ -837,10 +734,7 @@ impl Sim {
         let mut overflowed = None;
         if packet.channel == Channel::Datagram {
             if slot.buffered_datagrams >= capacity {
-                let oldest = slot
-                    .buffered
-                    .iter()
-                    .position(|old| old.channel == Channel::Datagram);
+                let oldest = slot.buffered.iter().position(|old| old.channel == Channel::Datagram);
                 match oldest.and_then(|oldest| slot.buffered.remove(oldest)) {
                     Some(oldest) => {
                         slot.buffered_datagrams -= 1;
@@ -848,9 +742,7 @@ impl Sim {
                     }
                     None => {
                         // A zero-sized buffer: the new datagram itself is dropped.
-                        self.count(packet.src, Channel::Datagram, |counters| {
-                            counters.overflowed += 1
-                        });
+                        self.count(packet.src, Channel::Datagram, |counters| counters.overflowed += 1);
                         return;
                     }
                 }
@@ -883,24 +775,9 @@ impl Sim {
             }
         }
         self.trace.delivery(self.now, src, dst, channel, &bytes);
-        self.handle(
-            dst,
-            Input::Receive {
-                from,
-                channel,
-                bytes: &bytes,
-            },
-        );
+        self.handle(dst, Input::Receive { from, channel, bytes: &bytes });
         if self.record_deliveries {
-            self.deliveries.push(Delivery {
-                sent_at,
-                at: self.now,
-                src,
-                dst,
-                from,
-                channel,
-                bytes,
-            });
+            self.deliveries.push(Delivery { sent_at, at: self.now, src, dst, from, channel, bytes });
         }
     }
 
@@ -1137,9 +1014,7 @@ impl Sim {
 
     fn slot(&self, idx: NodeIdx) -> &Slot {
         let count = self.slots.len();
-        self.slots
-            .get(idx.0)
-            .unwrap_or_else(|| panic!("{idx} does not exist: the simulation has {count} nodes"))
+        self.slots.get(idx.0).unwrap_or_else(|| panic!("{idx} does not exist: the simulation has {count} nodes"))
     }
 
     fn assert_running(&self, idx: NodeIdx, what: &str) {

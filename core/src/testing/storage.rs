@@ -33,9 +33,7 @@ pub struct DiskConfig {
 impl Default for DiskConfig {
     /// A 1 ms fsync.
     fn default() -> Self {
-        DiskConfig {
-            fsync_delay: Duration::from_millis(1),
-        }
+        DiskConfig { fsync_delay: Duration::from_millis(1) }
     }
 }
 
@@ -50,11 +48,7 @@ pub struct Storage {
 impl Storage {
     /// Fresh, empty storage for a member with this durable id.
     pub(crate) fn new(member_id: MemberId) -> Self {
-        Storage {
-            member_id,
-            synced: Recovered::default(),
-            pending: VecDeque::new(),
-        }
+        Storage { member_id, synced: Recovered::default(), pending: VecDeque::new() }
     }
 
     /// The durable id created with this storage.
@@ -75,9 +69,7 @@ impl Storage {
     /// Queues a write; it becomes durable at [`Storage::sync`].
     pub(crate) fn write(&mut self, persist: Persist) {
         debug_assert!(
-            self.pending
-                .back()
-                .is_none_or(|last| last.seq < persist.seq),
+            self.pending.back().is_none_or(|last| last.seq < persist.seq),
             "persist sequence numbers increase"
         );
         self.pending.push_back(persist);
@@ -114,10 +106,7 @@ mod tests {
     use super::*;
 
     fn boot(seq: u64, boot_id: u64) -> Persist {
-        Persist {
-            seq,
-            state: PersistState::BootId(boot_id),
-        }
+        Persist { seq, state: PersistState::BootId(boot_id) }
     }
 
     #[test]

@@ -138,14 +138,7 @@ impl TraceHasher {
         self.0.digest()
     }
 
-    pub(crate) fn delivery(
-        &mut self,
-        at: Instant,
-        src: Option<NodeIdx>,
-        dst: NodeIdx,
-        channel: Channel,
-        bytes: &[u8],
-    ) {
+    pub(crate) fn delivery(&mut self, at: Instant, src: Option<NodeIdx>, dst: NodeIdx, channel: Channel, bytes: &[u8]) {
         let hasher = &mut self.0;
         hasher.update(&[TAG_DELIVERY, channel as u8]);
         hasher.update(&at.as_nanos().to_le_bytes());

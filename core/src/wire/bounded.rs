@@ -32,11 +32,7 @@ impl<T, const N: usize> BoundedVec<T, N> {
 
     /// Wraps `items`, or gives them back if there are more than `N`.
     pub fn try_from_vec(items: Vec<T>) -> Result<Self, Vec<T>> {
-        if items.len() <= N {
-            Ok(BoundedVec(items))
-        } else {
-            Err(items)
-        }
+        if items.len() <= N { Ok(BoundedVec(items)) } else { Err(items) }
     }
 
     /// Appends `item`, or gives it back when full.
@@ -126,11 +122,7 @@ impl<const N: usize> BoundedString<N> {
     /// Wraps `value`, or gives it back if it is longer than `N` bytes.
     pub fn try_new(value: impl Into<String>) -> Result<Self, String> {
         let value = value.into();
-        if value.len() <= N {
-            Ok(BoundedString(value))
-        } else {
-            Err(value)
-        }
+        if value.len() <= N { Ok(BoundedString(value)) } else { Err(value) }
     }
 
     /// The string.
@@ -143,10 +135,7 @@ impl<const N: usize> core::str::FromStr for BoundedString<N> {
     type Err = TooLong;
 
     fn from_str(value: &str) -> Result<Self, TooLong> {
-        Self::try_new(value).map_err(|value| TooLong {
-            len: value.len(),
-            limit: N,
-        })
+        Self::try_new(value).map_err(|value| TooLong { len: value.len(), limit: N })
     }
 }
 
@@ -202,10 +191,7 @@ pub type Name = BoundedString<{ limits::MAX_NAME_BYTES }>;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TagsError {
     /// Keys and values together would exceed [`limits::MAX_TAGS_BYTES`].
-    #[error(
-        "tags would take {bytes} bytes, over the limit of {}",
-        limits::MAX_TAGS_BYTES
-    )]
+    #[error("tags would take {bytes} bytes, over the limit of {}", limits::MAX_TAGS_BYTES)]
     TooLarge {
         /// The size the tags would have had.
         bytes: usize,
@@ -233,11 +219,7 @@ impl Tags {
     }
 
     /// Sets `key` to `value`, or says why not and changes nothing.
-    pub fn insert(
-        &mut self,
-        key: impl Into<String>,
-        value: impl Into<String>,
-    ) -> Result<(), TagsError> {
+    pub fn insert(&mut self, key: impl Into<String>, value: impl Into<String>) -> Result<(), TagsError> {
         let (key, value) = (key.into(), value.into());
         if key.is_empty() {
             return Err(TagsError::EmptyKey);
@@ -266,9 +248,7 @@ impl Tags {
 
     /// The tags in key order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0
-            .iter()
-            .map(|(key, value)| (key.as_str(), value.as_str()))
+        self.0.iter().map(|(key, value)| (key.as_str(), value.as_str()))
     }
 
     /// Number of tags.
@@ -283,10 +263,7 @@ impl Tags {
 
     /// Bytes of keys and values together, the figure [`limits::MAX_TAGS_BYTES`] bounds.
     pub fn byte_len(&self) -> usize {
-        self.0
-            .iter()
-            .map(|(key, value)| key.len() + value.len())
-            .sum()
+        self.0.iter().map(|(key, value)| key.len() + value.len()).sum()
     }
 }
 
@@ -307,11 +284,7 @@ impl<'de> Deserialize<'de> for Tags {
         let mut tags = Tags::new();
         let mut bytes = 0usize;
         for (key, value) in pairs.into_vec() {
-            if tags
-                .0
-                .last_key_value()
-                .is_some_and(|(last, _)| last.as_str() >= key.as_str())
-            {
+            if tags.0.last_key_value().is_some_and(|(last, _)| last.as_str() >= key.as_str()) {
                 return Err(de::Error::custom("tag keys not strictly increasing"));
             }
             if key.0.is_empty() {
@@ -340,22 +313,14 @@ mod tests {
         let decoded: Result<BoundedVec<u8, 64>, _> = postcard::from_bytes(&bytes);
         assert!(decoded.is_err());
         let decoded: Result<BoundedVec<u64, { usize::MAX }>, _> = postcard::from_bytes(&bytes);
-        assert!(
-            decoded.is_err(),
-            "a count larger than the input fails at the first missing element"
-        );
+        assert!(decoded.is_err(), "a count larger than the input fails at the first missing element");
     }
 
     #[test]
     fn a_string_over_its_limit_is_refused() {
         let encoded = postcard::to_allocvec("hello").unwrap();
         assert!(postcard::from_bytes::<BoundedString<4>>(&encoded).is_err());
-        assert_eq!(
-            postcard::from_bytes::<BoundedString<5>>(&encoded)
-                .unwrap()
-                .as_str(),
-            "hello"
-        );
+        assert_eq!(postcard::from_bytes::<BoundedString<5>>(&encoded).unwrap().as_str(), "hello");
     }
 
     #[test]
@@ -364,12 +329,7 @@ mod tests {
         tags.insert("service", "a".repeat(400)).unwrap();
         let before = tags.clone();
         let error = tags.insert("version", "b".repeat(200)).unwrap_err();
-        assert_eq!(
-            error,
-            TagsError::TooLarge {
-                bytes: 7 + 400 + 7 + 200
-            }
-        );
+        assert_eq!(error, TagsError::TooLarge { bytes: 7 + 400 + 7 + 200 });
         assert_eq!(tags, before);
         // Replacing a value counts only the new size.
         tags.insert("service", "c".repeat(500)).unwrap();

@@ -136,10 +136,7 @@ impl Envelope {
         let bytes = postcard::to_allocvec(self).map_err(EncodeError::Postcard)?;
         let limit = channel.max_bytes();
         if bytes.len() > limit {
-            return Err(EncodeError::TooLarge {
-                len: bytes.len(),
-                limit,
-            });
+            return Err(EncodeError::TooLarge { len: bytes.len(), limit });
         }
         Ok(bytes)
     }
@@ -158,16 +155,11 @@ impl Header {
     pub fn decode(bytes: &[u8], channel: Channel) -> Result<(Header, &[u8]), DecodeError> {
         let limit = channel.max_bytes();
         if bytes.len() > limit {
-            return Err(DecodeError::TooLarge {
-                len: bytes.len(),
-                limit,
-            });
+            return Err(DecodeError::TooLarge { len: bytes.len(), limit });
         }
         match bytes.first() {
             None => {
-                return Err(DecodeError::Malformed(
-                    postcard::Error::DeserializeUnexpectedEnd,
-                ));
+                return Err(DecodeError::Malformed(postcard::Error::DeserializeUnexpectedEnd));
             }
             Some(&version) if version != PROTOCOL_VERSION => {
                 return Err(DecodeError::UnknownVersion(version));

@@ -8,8 +8,7 @@ use std::net::SocketAddr;
 use quorate_core::membership::{Message, Updates};
 use quorate_core::wire::{self, Body, BoundedVec, Channel, Envelope, Header};
 use quorate_core::{
-    ClusterUuid, Config, Event, Identity, Input, Instant, MemberId, MemberInfo, Node, Output,
-    Recovered, State, Tags,
+    ClusterUuid, Config, Event, Identity, Input, Instant, MemberId, MemberInfo, Node, Output, Recovered, State, Tags,
 };
 
 pub const CLUSTER: &str = "test";
@@ -19,12 +18,7 @@ pub fn addr(n: u128) -> SocketAddr {
 }
 
 pub fn identity(n: u128) -> Identity {
-    Identity {
-        id: MemberId::from_u128(n),
-        name: format!("m{n}").parse().unwrap(),
-        addr: addr(n),
-        tags: Tags::new(),
-    }
+    Identity { id: MemberId::from_u128(n), name: format!("m{n}").parse().unwrap(), addr: addr(n), tags: Tags::new() }
 }
 
 pub fn millis(ms: u64) -> Instant {
@@ -52,8 +46,7 @@ pub fn sent(outputs: &[Output]) -> Vec<(SocketAddr, Channel, Message)> {
         .iter()
         .filter_map(|output| match output {
             Output::Send(transmit) => {
-                let envelope = Envelope::decode(&transmit.bytes, transmit.channel)
-                    .expect("node sends valid envelopes");
+                let envelope = Envelope::decode(&transmit.bytes, transmit.channel).expect("node sends valid envelopes");
                 let Body::Membership(message) = envelope.body;
                 Some((transmit.to, transmit.channel, message))
             }
@@ -84,25 +77,13 @@ pub fn header_of(n: u128, boot_id: u64) -> Header {
 }
 
 pub fn encode(header: Header, message: Message, channel: Channel) -> Vec<u8> {
-    Envelope {
-        header,
-        body: Body::Membership(message),
-    }
-    .encode(channel)
-    .unwrap()
+    Envelope { header, body: Body::Membership(message) }.encode(channel).unwrap()
 }
 
 /// Delivers `message` from member `n` (boot 1) as a datagram.
 pub fn receive(node: &mut Node, now: Instant, n: u128, message: Message) -> Vec<Output> {
     let bytes = encode(header_of(n, 1), message, Channel::Datagram);
-    node.handle(
-        now,
-        Input::Receive {
-            from: addr(n),
-            channel: Channel::Datagram,
-            bytes: &bytes,
-        },
-    );
+    node.handle(now, Input::Receive { from: addr(n), channel: Channel::Datagram, bytes: &bytes });
     drain(node)
 }
 
