@@ -1,8 +1,43 @@
-//! quorate: the tokio adapter around [`quorate_core`] and the public API.
+//! quorate: make any tokio service a cluster.
 //!
-//! The adapter (sockets, driver task, storage, discovery) lands with its own
-//! issue; for now this crate re-exports the protocol core.
+//! This crate runs the sans-IO protocol core ([`quorate_core`]) under tokio:
+//! one UDP socket for membership datagrams, TCP for stream frames, one task
+//! per member. Built with `--cfg madsim`, the same code runs in the madsim
+//! simulator.
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), quorate::Error> {
+//! use quorate::{Cluster, Event, Profile};
+//!
+//! let member = Cluster::builder()
+//!     .cluster("billing")
+//!     .node("billing-1")
+//!     .bind("10.0.0.1:7946".parse().unwrap())
+//!     .join(["10.0.0.2:7946".parse().unwrap()])
+//!     .tag("service", "billing")?
+//!     .profile(Profile::Lan)
+//!     .start()
+//!     .await?;
+//! let mut events = member.events();
+//! while let Ok(event) = events.recv().await {
+//!     if let Event::MemberFailed(info) = event {
+//!         println!("{} failed", info.name);
+//!     }
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! What this crate offers today is membership: failure detection, tags,
+//! graceful leave and joins. Leader election, agreed views, rebalancing and
+//! the replicated state machine come with the rest of the protocol core.
 
 #![deny(missing_docs)]
 
-pub use quorate_core as core;
+mod cluster;
+mod driver;
+pub mod framing;
+mod transport;
+
+pub use cluster::{Builder, Cluster, Error, Profile};
+pub use quorate_core::{Event, MemberId, MemberInfo, State, Tags};
+pub use transport::TransportCounters;
