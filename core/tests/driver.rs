@@ -155,7 +155,7 @@ fn duplication_delivers_every_datagram_twice() {
 // ----- streams --------------------------------------------------------------------------------
 
 #[test]
-fn streams_are_fifo_per_pair_and_unaffected_by_datagram_loss() {
+fn streams_are_fifo_per_pair_and_loss_only_delays_them_as_tcp_retransmissions_would() {
     let (mut sim, nodes) = quiet_nodes(4, 3);
     let net = sim.net_mut();
     net.latency_max = millis(50);
@@ -166,8 +166,11 @@ fn streams_are_fifo_per_pair_and_unaffected_by_datagram_loss() {
         sim.send_raw(nodes[2], sim.addr(nodes[1]), Channel::Stream, numbered(n));
         sim.run_for(Duration::from_micros(100));
     }
-    sim.run_for(millis(100));
+    // Loss of 50 % chains retransmission timeouts (200 ms doubling, up to eight).
+    sim.run_for(Duration::from_secs(120));
     let in_order: Vec<u16> = (0..300).collect();
+    let slowest = sim.deliveries().iter().map(|d| d.at.saturating_duration_since(d.sent_at)).max().unwrap();
+    assert!(slowest >= millis(200), "lost segments cost a retransmission timeout: slowest {slowest:?}");
     assert_eq!(received(&sim, nodes[0], nodes[1], Channel::Stream), in_order);
     assert_eq!(received(&sim, nodes[2], nodes[1], Channel::Stream), in_order);
     // Two pairs interleave: FIFO holds per pair, not across them.

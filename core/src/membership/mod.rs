@@ -980,18 +980,20 @@ impl Membership {
         let live = self.members.values().filter(|m| m.info.state.is_live()).count();
         assert_eq!(self.live, live, "live count in step with the table");
         assert!(self.members.len() <= limits::MAX_MEMBERS, "member table within its bound");
+        // A member whose leave completed is silent: its timers no longer run.
+        let silent = self.leave == LeavePhase::Done;
         for (id, member) in &self.members {
             assert_eq!(*id, member.info.id, "member keyed by its id");
             let suspicion = self.suspicions.get(id);
             assert_eq!(member.info.state == State::Suspect, suspicion.is_some(), "suspicion for every suspect, {id}");
             if let Some(suspicion) = suspicion {
                 assert_eq!(suspicion.version, member.info.version(), "suspicion tracks the current claim");
-                assert!(timers.deadline(Timer::Suspicion(*id)).is_some(), "suspicion timer armed for {id}");
+                assert!(silent || timers.deadline(Timer::Suspicion(*id)).is_some(), "suspicion timer armed for {id}");
             }
         }
         assert!(self.relays.len() <= limits::MAX_RELAYED_PROBES, "relays within their bound");
         for seq in self.relays.keys() {
-            assert!(timers.deadline(Timer::RelayedProbe(*seq)).is_some(), "relay {seq} has a nack timer");
+            assert!(silent || timers.deadline(Timer::RelayedProbe(*seq)).is_some(), "relay {seq} has a nack timer");
         }
         self.broadcasts.check_invariants();
         assert!(self.broadcasts.len() <= self.members.len(), "one broadcast per member at most");

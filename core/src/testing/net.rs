@@ -21,7 +21,9 @@ pub struct NetConfig {
     /// Longest one-way latency.
     pub latency_max: Duration,
     /// Probability that a datagram is lost, in `0.0..=1.0`. Streams never lose
-    /// frames to it: TCP retransmits.
+    /// frames to it, but pay what TCP pays to retransmit: each loss of a frame
+    /// delays it by a retransmission timeout (200 ms, doubling on each further
+    /// loss; 1 s for a lost handshake on a new connection), as Linux does.
     pub loss: f64,
     /// Probability that a datagram arrives twice (each copy with its own
     /// latency), in `0.0..=1.0`. Streams never duplicate.

@@ -696,7 +696,8 @@ impl Sim {
                     Some(open) => open,
                     None => (self.open_port(), Instant::ZERO),
                 };
-                let at = (self.now + latency).max(last_delivery);
+                let retransmissions = self.retransmission_delay(open.is_none());
+                let at = (self.now + latency + retransmissions).max(last_delivery);
                 let connection = Connection { src_generation, dst_generation, port, last_delivery: at };
                 self.connections.insert(key, connection);
                 let from = SocketAddr::new(src_addr.ip(), port);
@@ -779,6 +780,24 @@ impl Sim {
         if self.record_deliveries {
             self.deliveries.push(Delivery { sent_at, at: self.now, src, dst, from, channel, bytes });
         }
+    }
+
+    /// What TCP's retransmissions add to a frame under the configured loss:
+    /// one retransmission timeout per lost attempt, doubling each time.
+    fn retransmission_delay(&mut self, new_connection: bool) -> Duration {
+        const MIN_RTO: Duration = Duration::from_millis(200);
+        const SYN_RTO: Duration = Duration::from_secs(1);
+        const GIVE_UP_AFTER: u32 = 8;
+        let mut delay = Duration::ZERO;
+        let mut timeout = if new_connection { SYN_RTO } else { MIN_RTO };
+        for _ in 0..GIVE_UP_AFTER {
+            if self.net.loss <= 0.0 || !self.rng.random_bool(self.net.loss) {
+                break;
+            }
+            delay += timeout;
+            timeout *= 2;
+        }
+        delay
     }
 
     /// A latency drawn uniformly from the configured range.
