@@ -659,7 +659,7 @@ fn crash_table(plan: &Plan) {
 
 fn lossy_crash_table(plan: &Plan) {
     println!(
-        "\n## Crash detection under {:.0} % datagram loss (streams lose nothing, as TCP)\n\
+        "\n## Crash detection under {:.0} % datagram loss (streams lose nothing but pay TCP retransmission timeouts)\n\
          Each cluster converges without loss, then runs {:?} at {:.0} % loss before the crash, counting \
          live members declared dead (false positives, must be 0) and live members suspected.\n",
         LOSS * 100.0,
