@@ -71,6 +71,8 @@ fn info(n: u128, incarnation: u32) -> MemberInfo {
         state: State::Alive,
         leaving: false,
         tags: Tags::new(),
+        durable: true,
+        cluster: quorate_core::ClusterClaim::Joining,
     }
 }
 
@@ -125,8 +127,13 @@ fn decode_ack(bytes: &[u8]) -> Updates {
 
 /// A started node (boot-id persist confirmed) that knows `MEMBERS` alive peers.
 fn node_with_members() -> Node {
-    let identity =
-        Identity { id: MemberId::from_u128(LOCAL), name: info(LOCAL, 0).name, addr: addr(LOCAL), tags: Tags::new() };
+    let identity = Identity {
+        id: MemberId::from_u128(LOCAL),
+        name: info(LOCAL, 0).name,
+        addr: addr(LOCAL),
+        tags: Tags::new(),
+        durable: true,
+    };
     let mut node = Node::new(Config::lan(CLUSTER), identity, 7, Recovered::default(), Instant::ZERO).expect("valid");
     let outputs = drain(&mut node);
     let Some(Output::Persist(persist)) = outputs.first() else {

@@ -8,6 +8,9 @@
 use core::num::NonZeroU32;
 use core::time::Duration;
 
+use crate::raft::RaftConfig;
+use crate::raft::voters::VoterPolicy;
+use crate::rebalance::RebalanceConfig;
 use crate::wire::{Name, limits};
 
 /// Everything a [`crate::Node`] needs besides its identity and seed.
@@ -17,6 +20,30 @@ pub struct Config {
     pub cluster_name: String,
     /// SWIM and Lifeguard timing (DESIGN §3.1).
     pub membership: MembershipConfig,
+    /// Raft timing (DESIGN §3.2).
+    pub raft: RaftConfig,
+    /// Views, acks and lagging (DESIGN §3.3).
+    pub rebalance: RebalanceConfig,
+    /// How this member comes to belong to a cluster.
+    pub bootstrap: Bootstrap,
+    /// The leader's policy for the voter set.
+    pub voters: VoterPolicy,
+    /// How long a graceful leave waits for its handoff (leadership, voter
+    /// seat) before it finishes anyway.
+    pub leave_timeout: Duration,
+}
+
+/// How a member without Raft state comes to belong to a cluster.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Bootstrap {
+    /// Join an existing cluster through the seeds (the default).
+    #[default]
+    Join,
+    /// Bootstrap together with exactly this many members, all configured
+    /// alike (Consul's `bootstrap_expect`).
+    Expect(NonZeroU32),
+    /// Bootstrap a cluster of this member alone, at once.
+    Alone,
 }
 
 /// SWIM + Lifeguard parameters.
@@ -87,24 +114,63 @@ pub enum ConfigError {
     /// The cluster name is empty or longer than a name may be.
     #[error("cluster name must be 1 to {} bytes", limits::MAX_NAME_BYTES)]
     ClusterName,
+    /// Heartbeats must come well within an election timeout.
+    #[error("raft heartbeat_interval ({heartbeat:?}) must be under half the election_timeout ({election:?})")]
+    HeartbeatTooSlow {
+        /// The configured heartbeat interval.
+        heartbeat: Duration,
+        /// The configured election timeout.
+        election: Duration,
+    },
+    /// A cluster needs at least one voter.
+    #[error("max_voters must be at least 1")]
+    NoVoters,
 }
 
 impl Config {
     /// The default profile, for a LAN.
     pub fn lan(cluster_name: impl Into<String>) -> Self {
-        Config { cluster_name: cluster_name.into(), membership: MembershipConfig::lan() }
+        Config {
+            cluster_name: cluster_name.into(),
+            membership: MembershipConfig::lan(),
+            raft: RaftConfig::lan(),
+            rebalance: RebalanceConfig::lan(),
+            bootstrap: Bootstrap::Join,
+            voters: VoterPolicy {
+                max_voters: 5,
+                max_learners: 256,
+                voter_replace_delay: Duration::from_secs(30),
+                allow_ephemeral_voters: false,
+            },
+            leave_timeout: Duration::from_secs(15),
+        }
     }
 
     /// A fast profile for tests, demos and simulation: the same protocol with
     /// periods about five times shorter.
     pub fn fast(cluster_name: impl Into<String>) -> Self {
-        Config { cluster_name: cluster_name.into(), membership: MembershipConfig::fast() }
+        let lan = Self::lan(cluster_name);
+        Config {
+            membership: MembershipConfig::fast(),
+            raft: RaftConfig::fast(),
+            rebalance: RebalanceConfig::fast(),
+            voters: VoterPolicy { voter_replace_delay: Duration::from_secs(3), ..lan.voters.clone() },
+            leave_timeout: Duration::from_secs(3),
+            ..lan
+        }
     }
 
     /// Checks the configuration; a node refuses to start on an error.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.cluster_name.is_empty() || Name::try_new(self.cluster_name.as_str()).is_err() {
             return Err(ConfigError::ClusterName);
+        }
+        let (heartbeat, election) = (self.raft.heartbeat_interval, self.raft.election_timeout);
+        if heartbeat.is_zero() || heartbeat * 2 > election {
+            return Err(ConfigError::HeartbeatTooSlow { heartbeat, election });
+        }
+        if self.voters.max_voters == 0 {
+            return Err(ConfigError::NoVoters);
         }
         self.membership.validate()
     }

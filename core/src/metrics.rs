@@ -21,6 +21,8 @@ pub enum Rejection {
     StaleBoot,
     /// A probe meant for another member that used to have this address.
     Misdirected,
+    /// A message other than a join from a member without a cluster uuid.
+    Unbootstrapped,
 }
 
 impl Rejection {
@@ -34,6 +36,7 @@ impl Rejection {
             Rejection::FromSelf => "from_self",
             Rejection::StaleBoot => "stale_boot",
             Rejection::Misdirected => "misdirected",
+            Rejection::Unbootstrapped => "unbootstrapped",
         }
     }
 }

@@ -30,6 +30,19 @@ pub(crate) enum Timer {
     SeedRetry,
     /// Our `Left` has been gossiped long enough: report the leave complete.
     LeavePropagated,
+    /// No leader was heard from for an election timeout: campaign (Raft §5.2).
+    Election,
+    /// The leader's heartbeat to its followers.
+    Heartbeat,
+    /// The leader checks it heard from a majority in the last election timeout.
+    CheckQuorum,
+    /// Look again at views, acks, lagging members and voters (a debounce or a
+    /// timeout is due).
+    Reconcile,
+    /// Send an unconfirmed view ack to the leader again.
+    AckResend,
+    /// A graceful leave waited long enough for its handoff: finish it anyway.
+    LeaveTimeout,
 }
 
 /// Armed timers, ordered by deadline.

@@ -10,7 +10,14 @@ use support::*;
 #[test]
 fn nothing_is_sent_before_the_raised_boot_id_is_persisted() {
     // DESIGN §3.1: a restarted process raises its boot id, synced before its first send.
-    let mut node = Node::new(Config::fast(CLUSTER), identity(1), 7, Recovered { boot_id: 4 }, Instant::ZERO).unwrap();
+    let mut node = Node::new(
+        Config::fast(CLUSTER),
+        identity(1),
+        7,
+        Recovered { boot_id: 4, ..Recovered::default() },
+        Instant::ZERO,
+    )
+    .unwrap();
     node.handle(Instant::ZERO, Input::Command(Command::Join(vec![addr(2)])));
     let outputs = drain(&mut node);
     let persists: Vec<_> =
@@ -109,7 +116,14 @@ fn a_suspicion_about_itself_is_refuted_with_a_higher_incarnation() {
 #[test]
 fn claims_about_an_older_boot_never_touch_the_current_one() {
     // DESIGN §3.1: state is ordered by (boot_id, incarnation); an old boot is never confused with the new one.
-    let mut node = Node::new(Config::fast(CLUSTER), identity(1), 7, Recovered { boot_id: 2 }, Instant::ZERO).unwrap();
+    let mut node = Node::new(
+        Config::fast(CLUSTER),
+        identity(1),
+        7,
+        Recovered { boot_id: 2, ..Recovered::default() },
+        Instant::ZERO,
+    )
+    .unwrap();
     let persist =
         drain(&mut node).into_iter().find_map(|o| if let Output::Persist(p) = o { Some(p) } else { None }).unwrap();
     node.handle(Instant::ZERO, Input::Persisted(persist.seq));

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use proptest::prelude::*;
 use quorate_core::membership::{Message, PushPull, Update, Updates};
 use quorate_core::wire::{self, Body, BoundedVec, Channel, DecodeError, Envelope, Header, Name, limits};
-use quorate_core::{ClusterUuid, MemberId, MemberInfo, State, Tags};
+use quorate_core::{ClusterClaim, ClusterUuid, MemberId, MemberInfo, State, Tags};
 
 /// Counts bytes allocated by each thread, so a test can bound what one decode
 /// allocated while other tests run in parallel.
@@ -74,6 +74,12 @@ fn arb_member() -> impl Strategy<Value = MemberInfo> {
             state,
             leaving,
             tags,
+            durable: leaving,
+            cluster: if state == State::Alive {
+                ClusterClaim::Joining
+            } else {
+                ClusterClaim::Member(ClusterUuid([state as u8; 16]))
+            },
         })
 }
 
@@ -208,6 +214,8 @@ fn encoding_refuses_a_message_over_its_channel_limit() {
         state: State::Alive,
         leaving: false,
         tags: Tags::new(),
+        durable: true,
+        cluster: ClusterClaim::Joining,
     };
     let members = BoundedVec::try_from_vec(vec![member; 20]).unwrap();
     let body = Body::Membership(Message::PushPull(PushPull { join: true, reply: false, members }));

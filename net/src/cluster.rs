@@ -159,7 +159,8 @@ impl Builder {
         // Under madsim this randomness is the simulator's, seeded and replayable.
         let mut rng = rand::rng();
         let id = MemberId(rng.random());
-        let identity = Identity { id, name: name.clone(), addr: advertise, tags: self.tags };
+        // Storage arrives with its own issue: until then a member is in-memory, never a voter.
+        let identity = Identity { id, name: name.clone(), addr: advertise, tags: self.tags, durable: false };
         let node = Node::new(config, identity, rng.random(), Recovered::default(), quorate_core::Instant::ZERO)?;
         let initial = Snapshot { joined: false, members: node.members().cloned().collect() };
         let (snapshot_tx, snapshot) = watch::channel(initial);

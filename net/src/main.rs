@@ -261,6 +261,13 @@ mod demo {
             Event::MemberLeft(info) => format!("{} left", info.name),
             Event::NameConflict { name, other } => format!("name conflict: {name} is also used by {other}"),
             Event::LeaveComplete => "left the cluster".to_owned(),
+            Event::Bootstrapped { voters, .. } => format!("bootstrapped a cluster of {} voters", voters.len()),
+            Event::BootstrapRefused { reason } => format!("not bootstrapping: {reason}"),
+            Event::JoinedCluster { .. } => "joined an existing cluster".to_owned(),
+            Event::LeaderChanged { leader: Some(leader), term } => format!("leader is {leader} (term {term})"),
+            Event::LeaderChanged { leader: None, .. } => "no leader known".to_owned(),
+            Event::Rebalance(view) => format!("view {} of {} members", view.epoch, view.members.len()),
+            Event::ClusterStable { epoch } => format!("cluster stable at view {epoch}"),
             Event::MemberUpdated(_) | Event::MemberReaped(_) => return None,
         })
     }

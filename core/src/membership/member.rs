@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::bootstrap::ClusterClaim;
 use crate::id::MemberId;
 use crate::wire::{Name, Tags};
 
@@ -74,6 +75,11 @@ pub struct MemberInfo {
     pub leaving: bool,
     /// Tags.
     pub tags: Tags,
+    /// Its storage survives a restart, so it may vote (DESIGN §3.2).
+    pub durable: bool,
+    /// Its cluster membership: waiting to bootstrap or join, or the uuid of
+    /// the cluster it belongs to.
+    pub cluster: ClusterClaim,
 }
 
 impl MemberInfo {

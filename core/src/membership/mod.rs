@@ -37,6 +37,7 @@ use rand::seq::IteratorRandom as _;
 pub use member::{MemberInfo, State, Version};
 pub use message::{Message, PushPull, Update, Updates};
 
+use crate::bootstrap::ClusterClaim;
 use crate::config::MembershipConfig;
 use crate::fixed;
 use crate::id::MemberId;
@@ -140,6 +141,8 @@ impl Membership {
             state: State::Alive,
             leaving: false,
             tags: identity.tags,
+            durable: identity.durable,
+            cluster: ClusterClaim::default(),
         };
         let awareness = Awareness::new(config.awareness_max);
         Membership {
@@ -188,7 +191,7 @@ impl Membership {
         &self.members[&self.local].info
     }
 
-    pub(crate) fn members(&self) -> impl Iterator<Item = &MemberInfo> {
+    pub(crate) fn members(&self) -> impl Iterator<Item = &MemberInfo> + Clone {
         self.members.values().map(|member| &member.info)
     }
 
@@ -228,6 +231,13 @@ impl Membership {
                 self.leave = LeavePhase::Done;
                 ctx.outbox.event(Event::LeaveComplete);
             }
+            // The node routes the other timers to their own sub-machines.
+            Timer::Election
+            | Timer::Heartbeat
+            | Timer::CheckQuorum
+            | Timer::Reconcile
+            | Timer::AckResend
+            | Timer::LeaveTimeout => debug_assert!(false, "{timer:?} is not a membership timer"),
         }
     }
 
@@ -344,6 +354,23 @@ impl Membership {
         if self.local_info().tags != tags {
             self.update_local(ctx, |info| info.tags = tags);
         }
+    }
+
+    /// Announces this member's cluster claim (bootstrap progress or uuid).
+    pub(crate) fn set_claim(&mut self, ctx: &mut Ctx<'_>, claim: ClusterClaim) {
+        if self.local_info().cluster != claim {
+            self.update_local(ctx, |info| info.cluster = claim);
+        }
+    }
+
+    /// Whether this member is leaving (or has left) gracefully.
+    pub(crate) fn is_leaving(&self) -> bool {
+        self.leave != LeavePhase::Active
+    }
+
+    /// Since when member `id` has been in its current state.
+    pub(crate) fn since(&self, id: MemberId) -> Option<Instant> {
+        self.members.get(&id).map(|member| member.since)
     }
 
     fn update_local(&mut self, ctx: &mut Ctx<'_>, change: impl FnOnce(&mut MemberInfo)) {
@@ -611,7 +638,9 @@ impl Membership {
                 let changed = previous.addr != info.addr
                     || previous.tags != info.tags
                     || previous.leaving != info.leaving
-                    || previous.name != info.name;
+                    || previous.name != info.name
+                    || previous.durable != info.durable
+                    || previous.cluster != info.cluster;
                 changed.then_some(Event::MemberUpdated(info))
             }
         };
@@ -1011,4 +1040,10 @@ impl Membership {
 fn jitter(rng: &mut impl Rng, span: Duration) -> Duration {
     let nanos = u64::try_from(span.as_nanos()).unwrap_or(u64::MAX).max(1);
     Duration::from_nanos(rng.random_range(0..nanos))
+}
+
+impl crate::raft::Directory for Membership {
+    fn addr_of(&self, id: MemberId) -> Option<SocketAddr> {
+        self.members.get(&id).map(|member| member.info.addr)
+    }
 }

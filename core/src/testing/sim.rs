@@ -54,6 +54,8 @@ struct Slot {
     /// Syncs that completed while paused, to confirm on resume.
     confirmations: Vec<u64>,
     counters: Counters,
+    /// The next start applies operator recovery ([`Sim::recover`]).
+    force_new_cluster: bool,
 }
 
 /// One simulated TCP connection from one node to another.
@@ -202,6 +204,7 @@ impl Sim {
             buffered_datagrams: 0,
             confirmations: Vec::new(),
             counters: Counters::default(),
+            force_new_cluster: false,
         });
         self.by_addr.insert(addr, idx);
         self.start(idx);
@@ -229,8 +232,11 @@ impl Sim {
             name: slot.name.clone(),
             addr: slot.addr,
             tags: slot.tags.clone(),
+            // The simulated disk survives restarts unless a test loses it.
+            durable: true,
         };
-        let recovered = slot.storage.synced().clone();
+        let mut recovered = slot.storage.synced().clone();
+        recovered.force_new_cluster = std::mem::take(&mut slot.force_new_cluster);
         let node = Node::new(slot.config.clone(), identity, seed, recovered, now)
             .unwrap_or_else(|error| panic!("{idx} ({}): Node::new refused its config: {error}", slot.name));
         slot.node = Some(node);
@@ -316,6 +322,13 @@ impl Sim {
     pub fn restart(&mut self, idx: NodeIdx, disk: Disk) {
         let addr = self.addr(idx);
         self.restart_at(idx, disk, addr);
+    }
+
+    /// Restarts `idx` with its disk under operator recovery: it becomes the
+    /// only voter of a new cluster uuid (`quorate recover`, DESIGN §3.2).
+    pub fn recover(&mut self, idx: NodeIdx) {
+        self.slots[idx.0].force_new_cluster = true;
+        self.restart(idx, Disk::Keep);
     }
 
     /// [`Sim::restart`] at a new address, for a member that keeps its

@@ -10,7 +10,7 @@ use std::collections::VecDeque;
 use core::time::Duration;
 
 use crate::id::MemberId;
-use crate::node::{Persist, PersistState, Recovered};
+use crate::node::{Persist, Recovered};
 
 /// What a restarted node finds on its disk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,7 +81,7 @@ impl Storage {
         let mut found = false;
         while let Some(persist) = self.pending.front().filter(|persist| persist.seq <= seq) {
             found |= persist.seq == seq;
-            apply(&mut self.synced, &persist.state);
+            self.synced.apply(&persist.state);
             self.pending.pop_front();
         }
         found
@@ -93,17 +93,10 @@ impl Storage {
     }
 }
 
-/// Folds one durable write into what the next start recovers. Exhaustive on
-/// purpose: a new kind of durable state must say here how it is recovered.
-fn apply(recovered: &mut Recovered, state: &PersistState) {
-    match state {
-        PersistState::BootId(boot_id) => recovered.boot_id = *boot_id,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::node::PersistState;
 
     fn boot(seq: u64, boot_id: u64) -> Persist {
         Persist { seq, state: PersistState::BootId(boot_id) }

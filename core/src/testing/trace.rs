@@ -51,6 +51,12 @@ fn kind_and_subject(event: &Event) -> (&'static str, Option<MemberId>) {
         Event::MemberReaped(id) => ("member_reaped", Some(*id)),
         Event::NameConflict { other, .. } => ("name_conflict", Some(*other)),
         Event::LeaveComplete => ("leave_complete", None),
+        Event::Bootstrapped { .. } => ("bootstrapped", None),
+        Event::BootstrapRefused { .. } => ("bootstrap_refused", None),
+        Event::JoinedCluster { .. } => ("joined_cluster", None),
+        Event::LeaderChanged { leader, .. } => ("leader_changed", *leader),
+        Event::Rebalance(_) => ("rebalance", None),
+        Event::ClusterStable { .. } => ("cluster_stable", None),
     }
 }
 

@@ -21,8 +21,14 @@ use super::limits;
 const PREALLOCATE_AT_MOST: usize = 16;
 
 /// A `Vec` of at most `N` elements on the wire.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BoundedVec<T, const N: usize>(Vec<T>);
+
+impl<T, const N: usize> Default for BoundedVec<T, N> {
+    fn default() -> Self {
+        BoundedVec(Vec::new())
+    }
+}
 
 impl<T, const N: usize> BoundedVec<T, N> {
     /// An empty vector.

@@ -41,6 +41,18 @@ pub const MAX_RELAYED_PROBES: usize = 64;
 /// never binds before [`MAX_MEMBERS`] does.
 pub const MAX_BROADCASTS: usize = MAX_MEMBERS;
 
+/// Most entries in one Raft append.
+pub const MAX_APPEND_ENTRIES: usize = 1024;
+
+/// Bytes of entries in one Raft append (one entry may exceed it alone).
+pub const MAX_APPEND_BYTES: usize = 1024 * 1024;
+
+/// Bytes of one snapshot chunk.
+pub const SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;
+
+/// Largest snapshot a member accepts; a larger one is refused and counted.
+pub const MAX_SNAPSHOT_BYTES: usize = 256 * 1024 * 1024;
+
 /// Most outputs a node queues between two drains of `poll()`; the caller must
 /// drain after every `handle`. Past it, further datagrams are dropped and
 /// counted (gossip tolerates loss), never persists or events.

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 pub use bounded::{BoundedString, BoundedVec, Name, Tags, TagsError, TooLong};
 
 use crate::id::{ClusterUuid, MemberId};
-use crate::membership;
+use crate::{membership, raft, rebalance};
 
 /// The protocol version this build speaks. The first byte of every envelope.
 pub const PROTOCOL_VERSION: u8 = 1;
@@ -64,6 +64,10 @@ pub struct Header {
 pub enum Body {
     /// SWIM membership: probes, acks, gossip, push-pull.
     Membership(membership::Message),
+    /// Raft: votes, appends, snapshots.
+    Raft(raft::Message),
+    /// Views: acks to the leader.
+    View(rebalance::Message),
 }
 
 impl Body {
@@ -75,6 +79,8 @@ impl Body {
     pub fn kind(&self) -> &'static str {
         match self {
             Body::Membership(message) => message.kind(),
+            Body::Raft(message) => message.kind(),
+            Body::View(message) => message.kind(),
         }
     }
 }

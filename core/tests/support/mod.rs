@@ -18,7 +18,13 @@ pub fn addr(n: u128) -> SocketAddr {
 }
 
 pub fn identity(n: u128) -> Identity {
-    Identity { id: MemberId::from_u128(n), name: format!("m{n}").parse().unwrap(), addr: addr(n), tags: Tags::new() }
+    Identity {
+        id: MemberId::from_u128(n),
+        name: format!("m{n}").parse().unwrap(),
+        addr: addr(n),
+        tags: Tags::new(),
+        durable: true,
+    }
 }
 
 pub fn millis(ms: u64) -> Instant {
@@ -47,8 +53,10 @@ pub fn sent(outputs: &[Output]) -> Vec<(SocketAddr, Channel, Message)> {
         .filter_map(|output| match output {
             Output::Send(transmit) => {
                 let envelope = Envelope::decode(&transmit.bytes, transmit.channel).expect("node sends valid envelopes");
-                let Body::Membership(message) = envelope.body;
-                Some((transmit.to, transmit.channel, message))
+                match envelope.body {
+                    Body::Membership(message) => Some((transmit.to, transmit.channel, message)),
+                    _ => None,
+                }
             }
             _ => None,
         })
@@ -101,6 +109,8 @@ pub fn alive(n: u128, incarnation: u32) -> MemberInfo {
         state: State::Alive,
         leaving: false,
         tags: Tags::new(),
+        durable: true,
+        cluster: quorate_core::ClusterClaim::Joining,
     }
 }
 

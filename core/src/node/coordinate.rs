@@ -1,0 +1,369 @@
+//! What connects the sub-machines, after every input (DESIGN §3.2–3.3).
+//!
+//! - committed entries reach the views; a newer view is delivered to the
+//!   application; a leader reports `ClusterStable`; the log is compacted;
+//! - a leader change is reported, and an unconfirmed ack goes to the new leader;
+//! - a member without Raft state bootstraps by the agreement rule, or adopts
+//!   the uuid of the cluster that answers it;
+//! - the leader reconciles the voter set and the views with membership;
+//! - a graceful leave hands over leadership and waits for its removal from the
+//!   configuration to commit before the member reports `Left`.
+
+use std::collections::BTreeSet;
+
+use crate::bootstrap::{self, ClusterClaim, Decision};
+use crate::config::Bootstrap;
+use crate::id::{ClusterUuid, MemberId};
+use crate::membership::{Message as MembershipMessage, State as MemberState};
+use crate::metrics::Rejection;
+use crate::node::{Command, Event, Node, PersistState};
+use crate::raft::voters::{self, Candidate};
+use crate::raft::{Configuration, Directory, Payload, Role};
+use crate::rebalance::{Message as ViewMessage, Proposal, ViewState};
+use crate::time::Instant;
+use crate::timer::Timer;
+use crate::wire::{Body, Channel, Header};
+
+/// What coordination remembers between inputs.
+#[derive(Debug, Default)]
+pub(super) struct State {
+    /// Something the leader reconciles may have changed.
+    pub(super) dirty: bool,
+    /// Events reported when the leader last reconciled: membership news shows there.
+    events_seen: u64,
+    /// The (leader, term) last reported.
+    leader: Option<(Option<MemberId>, u64)>,
+    /// The bootstrap refusal last reported, so each is reported once.
+    refusal: Option<String>,
+    /// Members with a cluster we asked to join, so each is asked once.
+    contacted: BTreeSet<MemberId>,
+    /// The term in which this leaving leader asked to hand over leadership.
+    transfer_term: Option<u64>,
+    /// The leave's handoff is over; `Left` is being gossiped.
+    leave_completed: bool,
+}
+
+impl Node {
+    pub(super) fn on_command(&mut self, now: Instant, command: Command) {
+        let leave_timeout = self.leave_timeout;
+        let mut parts = self.parts(now);
+        match command {
+            Command::Join(addrs) => parts.membership.add_seeds(&mut parts.ctx, &addrs, false),
+            Command::Leave => {
+                if parts.membership.is_leaving() {
+                    return;
+                }
+                parts.membership.begin_leave(&mut parts.ctx);
+                parts.ctx.timers.set(Timer::LeaveTimeout, now + leave_timeout);
+                self.coordination.dirty = true;
+            }
+            Command::SetTags(tags) => parts.membership.set_tags(&mut parts.ctx, tags),
+            Command::Ack { epoch } => {
+                if let Some(epoch) = parts.rebalance.on_local_ack(epoch) {
+                    self.send_ack(now, epoch);
+                    let resend = self.rebalance.config().ack_resend;
+                    self.timers.set(Timer::AckResend, now + resend);
+                }
+            }
+            Command::TransferLeadership(target) => {
+                parts.raft.transfer_leadership(&mut parts.ctx, &*parts.membership, target)
+            }
+        }
+    }
+
+    pub(super) fn on_coordination_timer(&mut self, now: Instant, timer: Timer) {
+        match timer {
+            Timer::Reconcile => self.coordination.dirty = true,
+            Timer::AckResend => {
+                if let Some(epoch) = self.rebalance.unconfirmed_ack() {
+                    self.send_ack(now, epoch);
+                    let resend = self.rebalance.config().ack_resend;
+                    self.timers.set(Timer::AckResend, now + resend);
+                }
+            }
+            Timer::LeaveTimeout if !self.coordination.leave_completed => {
+                tracing::warn!("the leave's handoff did not finish in time; leaving anyway");
+                self.complete_leave(now);
+            }
+            _ => {}
+        }
+    }
+
+    /// Sends an ack for `epoch` to the leader (or records it, if we lead).
+    fn send_ack(&mut self, now: Instant, epoch: u64) {
+        let me = self.id();
+        match self.raft.leader() {
+            Some(leader) if leader == me => {
+                let boot_id = self.boot_id();
+                self.rebalance.on_ack(me, boot_id, epoch);
+                self.coordination.dirty = true;
+            }
+            Some(leader) => {
+                if let Some(addr) = self.membership.addr_of(leader) {
+                    let parts = self.parts(now);
+                    parts.ctx.outbox.send(addr, Channel::Stream, Body::View(ViewMessage::Ack { epoch }));
+                }
+            }
+            // No leader: the ack goes out when one is known.
+            None => {}
+        }
+    }
+
+    /// The cluster-uuid gate (DESIGN §3.2): messages of another cluster are
+    /// refused; before bootstrap a member sends the nil uuid, accepted from
+    /// it only in a join (push-pull); a member without Raft state adopts the
+    /// uuid of the cluster that talks to it.
+    pub(super) fn admit(&mut self, now: Instant, header: &Header, body: &Body) -> Result<(), Rejection> {
+        let (mine, theirs) = (self.cluster_uuid(), header.cluster_uuid);
+        if theirs.is_nil() {
+            let join = matches!(body, Body::Membership(MembershipMessage::PushPull(_)));
+            return if mine.is_nil() || join { Ok(()) } else { Err(Rejection::Unbootstrapped) };
+        }
+        if theirs == mine {
+            return Ok(());
+        }
+        if mine.is_nil() && !self.raft.has_state() {
+            self.adopt(now, theirs);
+            return Ok(());
+        }
+        Err(Rejection::ForeignCluster)
+    }
+
+    fn adopt(&mut self, now: Instant, uuid: ClusterUuid) {
+        tracing::info!(?uuid, "joining an existing cluster");
+        self.set_cluster_uuid(now, uuid);
+        self.outbox.event(Event::JoinedCluster { uuid });
+    }
+
+    fn set_cluster_uuid(&mut self, now: Instant, uuid: ClusterUuid) {
+        self.outbox.set_cluster_uuid(uuid);
+        self.outbox.persist(PersistState::ClusterUuid(uuid));
+        let mut parts = self.parts(now);
+        parts.membership.set_claim(&mut parts.ctx, ClusterClaim::Member(uuid));
+    }
+
+    /// Operator recovery: this member alone becomes the configuration, under
+    /// a new uuid (DESIGN §3.2, like etcd's `--force-new-cluster`).
+    pub(super) fn force_new_cluster(&mut self, now: Instant) {
+        if !self.raft.has_state() {
+            tracing::warn!("recovery asked for, but this member holds no Raft state; nothing to recover");
+            return;
+        }
+        let me = self.id();
+        let uuid = bootstrap::recovered_uuid(self.cluster_uuid(), me, self.raft.term(), self.raft.last_index());
+        tracing::warn!(?uuid, "forcing a new cluster of this member alone; the old members will be refused");
+        let mut parts = self.parts(now);
+        parts.raft.force_configuration(&mut parts.ctx, Configuration::of_voters([me]));
+        self.outbox.set_cluster_uuid(uuid);
+        self.outbox.persist(PersistState::ClusterUuid(uuid));
+    }
+
+    /// Runs after every input.
+    pub(super) fn coordinate(&mut self, now: Instant) {
+        self.apply_committed(now);
+        self.track_leader(now);
+        self.run_bootstrap(now);
+        self.lead(now);
+        self.progress_leave(now);
+    }
+
+    fn apply_committed(&mut self, now: Instant) {
+        if let Some(snapshot) = self.raft.take_restored() {
+            self.rebalance.state = postcard::from_bytes::<ViewState>(&snapshot.state).unwrap_or_else(|error| {
+                tracing::error!(%error, "snapshot state unreadable; starting from no view");
+                ViewState::default()
+            });
+            self.coordination.dirty = true;
+        }
+        let entries = self.raft.take_committed();
+        if entries.is_empty() {
+            return;
+        }
+        self.coordination.dirty = true;
+        let mut view_committed = false;
+        for entry in &entries {
+            view_committed |= self.rebalance.state.apply(entry);
+        }
+        let leading = self.raft.role() == Role::Leader;
+        if view_committed && leading {
+            self.rebalance.on_view_committed(now);
+        }
+        if let Some(view) = self.rebalance.take_delivery() {
+            self.outbox.event(Event::Rebalance(view));
+        }
+        // DESIGN §3.3 item 4: on a leader whose own Stable committed, or whose
+        // first own-term entry committed while the newest view was stable.
+        if leading && self.raft.own_term_committed() && self.rebalance.state.is_stable() {
+            let (term, epoch) = (self.raft.term(), self.rebalance.state.epoch());
+            if self.rebalance.report_stable(term, epoch) {
+                self.outbox.event(Event::ClusterStable { epoch });
+            }
+        }
+        if self.raft.wants_snapshot() {
+            let state = postcard::to_allocvec(&self.rebalance.state).unwrap_or_default();
+            let mut parts = self.parts(now);
+            parts.raft.compact(&mut parts.ctx, state);
+        }
+    }
+
+    fn track_leader(&mut self, now: Instant) {
+        let current = (self.raft.leader(), self.raft.term());
+        if self.coordination.leader == Some(current) {
+            return;
+        }
+        self.coordination.leader = Some(current);
+        self.coordination.dirty = true;
+        let (leader, term) = current;
+        self.outbox.event(Event::LeaderChanged { leader, term });
+        if leader == Some(self.id()) {
+            self.rebalance.on_leader_change(now);
+        }
+        // Acks are leader-local: the new leader needs ours again.
+        if leader.is_some()
+            && let Some(epoch) = self.rebalance.unconfirmed_ack()
+        {
+            self.send_ack(now, epoch);
+        }
+    }
+
+    fn run_bootstrap(&mut self, now: Instant) {
+        if self.raft.has_state() || !self.cluster_uuid().is_nil() {
+            return;
+        }
+        let expect = match self.bootstrap {
+            Bootstrap::Join => return,
+            Bootstrap::Alone => return self.bootstrap_with(now, vec![self.id()]),
+            Bootstrap::Expect(expect) => expect.get(),
+        };
+        let mut ids: Vec<MemberId> = self.membership.members().filter(|m| m.state.is_live()).map(|m| m.id).collect();
+        ids.sort();
+        let claim = ClusterClaim::Expecting { expect, seen: bootstrap::digest(&ids) };
+        let mut parts = self.parts(now);
+        parts.membership.set_claim(&mut parts.ctx, claim);
+        let in_sight: Vec<(MemberId, ClusterClaim)> =
+            self.membership.members().filter(|m| m.state.is_live()).map(|m| (m.id, m.cluster)).collect();
+        match bootstrap::decide(expect as usize, &in_sight) {
+            Decision::Wait => {}
+            Decision::Bootstrap(voters) => self.bootstrap_with(now, voters),
+            Decision::JoinExisting(member) => {
+                // Its uuid arrives with its answer to our join.
+                if self.coordination.contacted.insert(member)
+                    && let Some(addr) = self.membership.addr_of(member)
+                {
+                    let mut parts = self.parts(now);
+                    parts.membership.add_seeds(&mut parts.ctx, &[addr], false);
+                }
+            }
+            Decision::Refuse(reason) => {
+                if self.coordination.refusal.as_ref() != Some(&reason) {
+                    tracing::warn!(%reason, "not bootstrapping");
+                    self.coordination.refusal = Some(reason.clone());
+                    self.outbox.event(Event::BootstrapRefused { reason });
+                }
+            }
+        }
+    }
+
+    fn bootstrap_with(&mut self, now: Instant, voters: Vec<MemberId>) {
+        let uuid = bootstrap::cluster_uuid(&self.cluster_name, &voters);
+        tracing::info!(?uuid, voters = voters.len(), "bootstrapping a new cluster");
+        let mut parts = self.parts(now);
+        parts.raft.bootstrap(&mut parts.ctx, Configuration::of_voters(voters.iter().copied()));
+        self.set_cluster_uuid(now, uuid);
+        self.outbox.event(Event::Bootstrapped { uuid, voters });
+    }
+
+    /// The leader's duties: keep the voter set and the views in step with
+    /// membership, and declare views stable. Proposals wait for an entry of
+    /// the leader's own term to commit (the 2015 single-server bug; §5.4.2).
+    fn lead(&mut self, now: Instant) {
+        if self.raft.role() != Role::Leader {
+            return;
+        }
+        let events = self.outbox.events_reported();
+        if !self.coordination.dirty && events == self.coordination.events_seen {
+            return;
+        }
+        self.coordination.dirty = false;
+        self.coordination.events_seen = events;
+        if !self.raft.own_term_committed() {
+            return;
+        }
+        let me = self.id();
+        let commit = self.raft.commit_index();
+        let config_pending = self.raft.entries_from(commit + 1).any(|e| matches!(e.payload, Payload::Config(_)));
+        if !config_pending {
+            let candidates: Vec<Candidate> = self
+                .membership
+                .members()
+                .map(|m| Candidate {
+                    id: m.id,
+                    live: m.state.is_live(),
+                    dead_since: (m.state == MemberState::Dead).then(|| self.membership.since(m.id)).flatten(),
+                    leaving: m.leaving || m.state == MemberState::Left,
+                    durable: m.durable,
+                    caught_up: self.raft.match_index(m.id).is_some_and(|matched| matched >= commit),
+                })
+                .collect();
+            let configuration = self.raft.configuration();
+            if let Some(next) = voters::next_change(configuration, &candidates, &self.voters, me, now) {
+                tracing::info!(voters = ?next.voters, learners = next.learners.len(), "changing the configuration");
+                let mut parts = self.parts(now);
+                let _ = parts.raft.propose(&mut parts.ctx, &*parts.membership, Payload::Config(next));
+                return;
+            }
+        }
+        let configuration = self.raft.configuration().clone();
+        let (proposal, wake) = self.rebalance.decide(
+            now,
+            self.membership.members(),
+            |id| configuration.contains(id),
+            self.raft.entries_from(commit + 1),
+            true,
+        );
+        if let Some(wake) = wake {
+            self.timers.set(Timer::Reconcile, wake);
+        }
+        let payload = match proposal {
+            Some(Proposal::View(view)) => {
+                tracing::info!(epoch = view.epoch, members = view.members.len(), "appending a new view");
+                Payload::View(view)
+            }
+            Some(Proposal::Stable(epoch)) => {
+                tracing::info!(epoch, "every member acked: appending Stable");
+                Payload::Stable { epoch }
+            }
+            None => return,
+        };
+        let mut parts = self.parts(now);
+        let _ = parts.raft.propose(&mut parts.ctx, &*parts.membership, payload);
+    }
+
+    /// A leaving member hands over leadership, waits for the configuration
+    /// without it to commit, then gossips `Left` (DESIGN §3.1–3.2).
+    fn progress_leave(&mut self, now: Instant) {
+        if !self.membership.is_leaving() || self.coordination.leave_completed {
+            return;
+        }
+        let me = self.id();
+        let configuration = self.raft.configuration();
+        let alone = configuration.voters.len() <= 1 && configuration.learners.is_empty();
+        if self.raft.role() == Role::Leader && !alone && self.coordination.transfer_term != Some(self.raft.term()) {
+            self.coordination.transfer_term = Some(self.raft.term());
+            let mut parts = self.parts(now);
+            parts.raft.transfer_leadership(&mut parts.ctx, &*parts.membership, None);
+            return;
+        }
+        let removed = !self.raft.configuration().contains(me) && self.raft.configuration_committed();
+        if removed || alone || !self.raft.has_state() {
+            self.complete_leave(now);
+        }
+    }
+
+    fn complete_leave(&mut self, now: Instant) {
+        self.coordination.leave_completed = true;
+        self.timers.cancel(Timer::LeaveTimeout);
+        let mut parts = self.parts(now);
+        parts.membership.complete_leave(&mut parts.ctx);
+    }
+}

@@ -1,0 +1,588 @@
+//! The node: one sans-IO state machine that routes inputs to its sub-machines.
+//!
+//! Driven like quinn-proto: feed [`Input`]s with [`Node::handle`], drain
+//! [`Node::poll`] until it returns `None`, and call `handle(now, Input::Tick)`
+//! no later than [`Node::next_deadline`]. The node owns the one seeded RNG, the
+//! one timer table and the one outbox; sub-machines borrow them through a
+//! [`Ctx`] for the length of one input. After every input the node lets its
+//! sub-machines act on each other's news ([`coordinate`]): committed entries
+//! reach the views, a leader reconciles voters and views with membership.
+
+mod coordinate;
+mod outbox;
+
+use std::net::SocketAddr;
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::bootstrap::ClusterClaim;
+use crate::config::{Bootstrap, Config, ConfigError};
+use crate::id::{ClusterUuid, MemberId, cluster_name_hash};
+use crate::membership::{MemberInfo, Membership};
+use crate::metrics::{Metrics, Rejection};
+use crate::raft::voters::VoterPolicy;
+use crate::raft::{Configuration, Entry, Raft, RaftState, Role, Snapshot};
+use crate::rebalance::{Rebalance, ViewState};
+use crate::time::Instant;
+use crate::timer::TimerTable;
+use crate::view::View;
+use crate::wire::{self, Body, Channel, DecodeError, Envelope, Header, Name, Tags};
+
+pub(crate) use outbox::Outbox;
+
+/// Who a node is: fixed for the life of its storage, except the address and tags.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identity {
+    /// Durable id, created with the member's storage and never reused.
+    pub id: MemberId,
+    /// Human-readable name, unique in the cluster by convention.
+    pub name: Name,
+    /// Address other members reach this one at (UDP and TCP, same port).
+    pub addr: SocketAddr,
+    /// Initial tags.
+    pub tags: Tags,
+    /// Whether the member's storage survives a restart (voters need it).
+    pub durable: bool,
+}
+
+/// What a node recovered from its storage at start.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Recovered {
+    /// The boot id of the previous start, 0 for new storage. The node raises it
+    /// and persists the new value before its first send.
+    pub boot_id: u64,
+    /// The cluster this member belongs to, nil if none yet.
+    pub cluster_uuid: ClusterUuid,
+    /// Term, vote, snapshot and log.
+    pub raft: RaftState,
+    /// Operator recovery after a permanent loss of quorum (like etcd's
+    /// `--force-new-cluster`): make this member the only voter and mint a new
+    /// cluster uuid, so the old members are refused until they are wiped and
+    /// rejoin.
+    pub force_new_cluster: bool,
+}
+
+impl Recovered {
+    /// Folds one durable write into what the next start recovers. Every
+    /// store applies its writes through this, so they all recover alike.
+    pub fn apply(&mut self, state: &PersistState) {
+        match state {
+            PersistState::BootId(boot_id) => self.boot_id = *boot_id,
+            PersistState::HardState { term, vote } => {
+                self.raft.term = *term;
+                self.raft.vote = *vote;
+            }
+            PersistState::Entries { from, entries } => {
+                self.raft.entries.retain(|entry| entry.index < *from);
+                self.raft.entries.extend(entries.iter().cloned());
+            }
+            PersistState::Snapshot(snapshot) => {
+                self.raft.entries.retain(|entry| entry.index > snapshot.last_index);
+                self.raft.snapshot = Some(snapshot.clone());
+            }
+            PersistState::ClusterUuid(uuid) => self.cluster_uuid = *uuid,
+        }
+    }
+}
+
+/// Something that happened to the node, handed in by the driver.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Input<'a> {
+    /// Bytes arrived from `from` on `channel`. For a stream, `from` is the
+    /// peer's socket address, not necessarily its advertised one.
+    Receive {
+        /// Source address.
+        from: SocketAddr,
+        /// How they came.
+        channel: Channel,
+        /// One datagram, or one whole frame without its length prefix.
+        bytes: &'a [u8],
+    },
+    /// Time passed; fire whatever timers are due. Spurious ticks are harmless.
+    Tick,
+    /// An order from the application or operator.
+    Command(Command),
+    /// Discovery found these addresses; they replace the previous discovery
+    /// result as seeds (addresses given with [`Command::Join`] stay).
+    Discovered(Vec<SocketAddr>),
+    /// Every [`Persist`] with a sequence number up to this one is durable.
+    Persisted(u64),
+}
+
+/// Orders a node takes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Command {
+    /// Join the cluster through any of these addresses (retried with backoff).
+    Join(Vec<SocketAddr>),
+    /// Leave gracefully: a leaving phase (leadership and the voter seat are
+    /// handed off), then `Left`, then [`Event::LeaveComplete`].
+    Leave,
+    /// Replace this member's tags and gossip them.
+    SetTags(Tags),
+    /// The application finished rebalancing to view `epoch`.
+    Ack {
+        /// The epoch of the [`Event::Rebalance`] it finished.
+        epoch: u64,
+    },
+    /// If leading, hand leadership to this voter (or the most caught-up one).
+    TransferLeadership(Option<MemberId>),
+}
+
+/// Something the driver must do.
+///
+/// **Persistence orders sends.** A [`Output::Send`] that follows a
+/// [`Output::Persist`] is held inside the node until an
+/// [`Input::Persisted`] confirms that persist: whatever it says may depend on
+/// the state being durable (a boot id, a vote, an appended entry). So the
+/// driver may send everything `poll` hands it at once, and must sync every
+/// persist before confirming it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// Send bytes to an address.
+    Send(Transmit),
+    /// Make state durable, then answer with [`Input::Persisted`] of its `seq`.
+    Persist(Persist),
+    /// Tell the application.
+    Event(Event),
+}
+
+/// Bytes for one destination.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transmit {
+    /// Destination address.
+    pub to: SocketAddr,
+    /// Datagram or stream frame.
+    pub channel: Channel,
+    /// One encoded [`Envelope`].
+    pub bytes: Vec<u8>,
+}
+
+/// State to make durable.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Persist {
+    /// Confirm with [`Input::Persisted`]`(seq)`; sequence numbers increase by one.
+    pub seq: u64,
+    /// What to store.
+    pub state: PersistState,
+}
+
+/// The kinds of durable state, each replacing what it names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PersistState {
+    /// This start's boot id, to be returned as [`Recovered::boot_id`] next start.
+    BootId(u64),
+    /// Raft's term and vote.
+    HardState {
+        /// The current term.
+        term: u64,
+        /// The vote cast in it.
+        vote: Option<MemberId>,
+    },
+    /// Log entries: drop every stored entry from `from` on, then append these.
+    Entries {
+        /// The first index replaced.
+        from: u64,
+        /// The new entries, contiguous from `from`.
+        entries: Vec<Entry>,
+    },
+    /// A snapshot: it replaces the stored snapshot and every entry it covers.
+    Snapshot(Snapshot),
+    /// The cluster this member now belongs to.
+    ClusterUuid(ClusterUuid),
+}
+
+/// What the application hears about.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// This node reached at least one other member.
+    Joined,
+    /// A member is new to us, or came back after being dead or having left.
+    MemberJoined(MemberInfo),
+    /// A known member started again (a higher boot id); its old boot is gone.
+    MemberRestarted(MemberInfo),
+    /// A member's address, tags, leaving flag or cluster claim changed.
+    MemberUpdated(MemberInfo),
+    /// A member is suspected of having failed.
+    MemberSuspected(MemberInfo),
+    /// A suspect member refuted the suspicion.
+    MemberRecovered(MemberInfo),
+    /// A member was declared dead.
+    MemberFailed(MemberInfo),
+    /// A member left gracefully. Never reported as a failure.
+    MemberLeft(MemberInfo),
+    /// A dead or left member was forgotten.
+    MemberReaped(MemberId),
+    /// Another durable id uses this node's name, or a name we superseded
+    /// came back alive. Two processes share a name: an operator error.
+    NameConflict {
+        /// The name in dispute.
+        name: Name,
+        /// The other durable id.
+        other: MemberId,
+    },
+    /// This node bootstrapped a new cluster with these voters.
+    Bootstrapped {
+        /// The new cluster's uuid.
+        uuid: ClusterUuid,
+        /// The initial voters.
+        voters: Vec<MemberId>,
+    },
+    /// This node will not bootstrap with the members in sight; why.
+    BootstrapRefused {
+        /// For the operator.
+        reason: String,
+    },
+    /// This node became a member of an existing cluster.
+    JoinedCluster {
+        /// Its uuid.
+        uuid: ClusterUuid,
+    },
+    /// The leader this node knows changed (`None`: no leader known).
+    LeaderChanged {
+        /// The new leader.
+        leader: Option<MemberId>,
+        /// Its term.
+        term: u64,
+    },
+    /// A new view committed: move work to its owners, then send
+    /// [`Command::Ack`] with its epoch.
+    Rebalance(View),
+    /// On the leader: every member acked view `epoch` and its `Stable`
+    /// committed. Reported once per term and epoch; at least once across
+    /// leader changes, so housekeeping deduplicates by epoch.
+    ClusterStable {
+        /// The stable view's epoch.
+        epoch: u64,
+    },
+    /// This node's `Left` has been gossiped; the driver may shut it down.
+    LeaveComplete,
+}
+
+/// The protocol state machine of one member.
+#[derive(Debug)]
+pub struct Node {
+    rng: ChaCha8Rng,
+    timers: TimerTable,
+    outbox: Outbox,
+    membership: Membership,
+    raft: Raft,
+    rebalance: Rebalance,
+    cluster_name: String,
+    cluster_name_hash: u64,
+    bootstrap: Bootstrap,
+    voters: VoterPolicy,
+    leave_timeout: core::time::Duration,
+    /// What the coordination logic remembers between inputs.
+    coordination: coordinate::State,
+}
+
+/// What a sub-machine borrows from its node while it handles one input.
+pub(crate) struct Ctx<'a> {
+    pub(crate) now: Instant,
+    pub(crate) rng: &'a mut ChaCha8Rng,
+    pub(crate) timers: &'a mut crate::timer::TimerTable,
+    pub(crate) outbox: &'a mut Outbox,
+}
+
+/// A node split into its parts, so one input can reach several sub-machines.
+pub(crate) struct Parts<'a> {
+    pub(crate) ctx: Ctx<'a>,
+    pub(crate) membership: &'a mut Membership,
+    pub(crate) raft: &'a mut Raft,
+    pub(crate) rebalance: &'a mut Rebalance,
+}
+
+impl Node {
+    /// Creates a node. It raises the recovered boot id and asks for it to be
+    /// persisted; nothing is sent until that persist is confirmed.
+    ///
+    /// `seed` drives every random choice the node makes: two nodes built with
+    /// the same arguments and fed the same inputs produce the same outputs.
+    pub fn new(
+        config: Config,
+        identity: Identity,
+        seed: u64,
+        recovered: Recovered,
+        now: Instant,
+    ) -> Result<Node, ConfigError> {
+        config.validate()?;
+        let boot_id = recovered.boot_id.checked_add(1).expect("boot id exhausted");
+        let cluster_name_hash = cluster_name_hash(&config.cluster_name);
+        let header = Header {
+            version: wire::PROTOCOL_VERSION,
+            cluster_name_hash,
+            cluster_uuid: recovered.cluster_uuid,
+            from: identity.id,
+            boot_id,
+        };
+        let id = identity.id;
+        let view_state = recovered
+            .raft
+            .snapshot
+            .as_ref()
+            .and_then(|snapshot| postcard::from_bytes::<ViewState>(&snapshot.state).ok())
+            .unwrap_or_default();
+        let mut node = Node {
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            timers: TimerTable::default(),
+            outbox: Outbox::new(header),
+            membership: Membership::new(config.membership, identity, boot_id),
+            raft: Raft::new(config.raft, id, recovered.raft),
+            rebalance: Rebalance::new(config.rebalance, view_state),
+            cluster_name: config.cluster_name,
+            cluster_name_hash,
+            bootstrap: config.bootstrap,
+            voters: config.voters,
+            leave_timeout: config.leave_timeout,
+            coordination: coordinate::State::default(),
+        };
+        node.outbox.persist(PersistState::BootId(boot_id));
+        if recovered.force_new_cluster {
+            node.force_new_cluster(now);
+        }
+        let claim = match (node.outbox.header().cluster_uuid, node.bootstrap) {
+            (uuid, _) if !uuid.is_nil() => ClusterClaim::Member(uuid),
+            (_, Bootstrap::Expect(expect)) => ClusterClaim::Expecting { expect: expect.get(), seen: 0 },
+            _ => ClusterClaim::Joining,
+        };
+        let mut parts = node.parts(now);
+        parts.membership.start(&mut parts.ctx);
+        parts.membership.set_claim(&mut parts.ctx, claim);
+        parts.raft.start(&mut parts.ctx);
+        node.coordinate(now);
+        Ok(node)
+    }
+
+    /// Feeds one input. Afterwards drain [`Node::poll`] and re-read
+    /// [`Node::next_deadline`]. `now` must never go backwards.
+    pub fn handle(&mut self, now: Instant, input: Input<'_>) {
+        match input {
+            Input::Receive { from, channel, bytes } => self.on_receive(now, from, channel, bytes),
+            Input::Tick => {}
+            Input::Command(command) => self.on_command(now, command),
+            Input::Discovered(addrs) => {
+                let mut parts = self.parts(now);
+                parts.membership.add_seeds(&mut parts.ctx, &addrs, true);
+            }
+            Input::Persisted(seq) => {
+                self.outbox.confirm_persisted(seq);
+                let mut parts = self.parts(now);
+                parts.raft.on_persisted(&mut parts.ctx, seq);
+            }
+        }
+        // Fire anything already due, so a driver that only calls `handle` on
+        // inputs still makes progress on overdue timers.
+        self.on_tick(now);
+        self.coordinate(now);
+    }
+
+    /// The next output, or `None` when there is nothing more until the next
+    /// [`Node::handle`].
+    pub fn poll(&mut self) -> Option<Output> {
+        self.outbox.pop()
+    }
+
+    /// When to call `handle(now, Input::Tick)` at the latest; `None` if no timer
+    /// is armed.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.timers.next_deadline()
+    }
+
+    // ----- queries ----------------------------------------------------------------------------
+
+    /// This member's durable id.
+    pub fn id(&self) -> MemberId {
+        self.membership.local_id()
+    }
+
+    /// This start's boot id.
+    pub fn boot_id(&self) -> u64 {
+        self.outbox.header().boot_id
+    }
+
+    /// The cluster this member belongs to; nil before bootstrap or join.
+    pub fn cluster_uuid(&self) -> ClusterUuid {
+        self.outbox.header().cluster_uuid
+    }
+
+    /// Every member this node knows, itself included, dead and left ones too,
+    /// in durable-id order.
+    pub fn members(&self) -> impl Iterator<Item = &MemberInfo> {
+        self.membership.members()
+    }
+
+    /// What this node knows of member `id`.
+    pub fn member(&self, id: MemberId) -> Option<&MemberInfo> {
+        self.membership.member(id)
+    }
+
+    /// Whether this node has reached at least one other member.
+    pub fn is_joined(&self) -> bool {
+        self.membership.is_joined()
+    }
+
+    /// Lifeguard's local health multiplier: 0 when healthy.
+    pub fn local_health(&self) -> u32 {
+        self.membership.local_health()
+    }
+
+    /// The current Raft term.
+    pub fn term(&self) -> u64 {
+        self.raft.term()
+    }
+
+    /// This member's Raft role.
+    pub fn role(&self) -> Role {
+        self.raft.role()
+    }
+
+    /// The leader this member knows of, if any.
+    pub fn leader(&self) -> Option<MemberId> {
+        self.raft.leader()
+    }
+
+    /// Whether this member leads.
+    pub fn is_leader(&self) -> bool {
+        self.raft.role() == Role::Leader
+    }
+
+    /// The voters and learners in effect (the latest in the log).
+    pub fn configuration(&self) -> &Configuration {
+        self.raft.configuration()
+    }
+
+    /// The index of the latest committed entry this member knows of.
+    pub fn commit_index(&self) -> u64 {
+        self.raft.commit_index()
+    }
+
+    /// The newest committed view.
+    pub fn view(&self) -> Option<&View> {
+        self.rebalance.state.view.as_ref()
+    }
+
+    /// Whether the newest view is stable (every member acked it and its
+    /// `Stable` committed) and a leader is known: a member that lost the
+    /// leader cannot vouch for the cluster.
+    pub fn is_stable(&self) -> bool {
+        self.raft.leader().is_some() && self.rebalance.state.is_stable()
+    }
+
+    /// Whether this member is in the newest committed view: it owns the keys
+    /// the view assigns it. A lagging or removed member is not, and must stop
+    /// serving.
+    pub fn is_active(&self) -> bool {
+        self.rebalance.is_active(self.id())
+    }
+
+    /// The members of the newest committed view: the ones serving.
+    pub fn primaries(&self) -> impl Iterator<Item = MemberId> + '_ {
+        self.rebalance.state.view.iter().flat_map(|view| view.ids())
+    }
+
+    /// Members the leader holds lagging (empty on other members).
+    pub fn lagging(&self) -> impl Iterator<Item = MemberId> + '_ {
+        self.rebalance.lagging()
+    }
+
+    /// Log entries from `from` to the end of this member's log (for checkers).
+    pub fn log_entries(&self, from: u64) -> impl Iterator<Item = &Entry> {
+        self.raft.entries_from(from)
+    }
+
+    /// Traffic counters.
+    pub fn metrics(&self) -> &Metrics {
+        &self.outbox.metrics
+    }
+
+    /// Checks every internal invariant, panicking with its name on a breach.
+    /// Test drivers and the simulator call it after every input.
+    pub fn check_invariants(&self) {
+        self.timers.check_invariants();
+        self.membership.check_invariants(&self.timers);
+        self.raft.check_invariants();
+    }
+
+    // ----- routing ----------------------------------------------------------------------------
+
+    pub(crate) fn parts(&mut self, now: Instant) -> Parts<'_> {
+        Parts {
+            ctx: Ctx { now, rng: &mut self.rng, timers: &mut self.timers, outbox: &mut self.outbox },
+            membership: &mut self.membership,
+            raft: &mut self.raft,
+            rebalance: &mut self.rebalance,
+        }
+    }
+
+    fn on_tick(&mut self, now: Instant) {
+        while let Some(timer) = self.timers.pop_expired(now) {
+            use crate::timer::Timer::*;
+            match timer {
+                Election | Heartbeat | CheckQuorum => {
+                    let mut parts = self.parts(now);
+                    parts.raft.on_timer(&mut parts.ctx, &*parts.membership, timer);
+                }
+                Reconcile | AckResend | LeaveTimeout => self.on_coordination_timer(now, timer),
+                Probe | ProbeTimeout | RelayedProbe(_) | Suspicion(_) | Gossip | PushPull | Reconnect | SeedRetry
+                | LeavePropagated => {
+                    let mut parts = self.parts(now);
+                    parts.membership.on_timer(&mut parts.ctx, timer);
+                }
+            }
+        }
+    }
+
+    fn on_receive(&mut self, now: Instant, from: SocketAddr, channel: Channel, bytes: &[u8]) {
+        self.outbox.metrics.bytes_received += bytes.len() as u64;
+        let envelope = match self.decode(channel, bytes) {
+            Ok(envelope) => envelope,
+            Err(reason) => {
+                self.outbox.metrics.count_rejected(reason);
+                tracing::debug!(%from, ?channel, len = bytes.len(), reason = reason.as_str(), "message rejected");
+                return;
+            }
+        };
+        let header = envelope.header;
+        if header.from == self.id() {
+            self.outbox.metrics.count_rejected(Rejection::FromSelf);
+            return;
+        }
+        if self.membership.is_stale_boot(header.from, header.boot_id) {
+            self.outbox.metrics.count_rejected(Rejection::StaleBoot);
+            return;
+        }
+        if let Err(reason) = self.admit(now, &header, &envelope.body) {
+            self.outbox.metrics.count_rejected(reason);
+            tracing::debug!(%from, sender = %header.from, reason = reason.as_str(), "message from another cluster");
+            return;
+        }
+        self.outbox.metrics.count_received(envelope.body.kind());
+        let mut parts = self.parts(now);
+        match envelope.body {
+            Body::Membership(message) => parts.membership.on_message(&mut parts.ctx, from, channel, &header, message),
+            Body::Raft(message) => parts.raft.on_message(&mut parts.ctx, &*parts.membership, header.from, message),
+            Body::View(crate::rebalance::Message::Ack { epoch }) => {
+                parts.rebalance.on_ack(header.from, header.boot_id, epoch);
+                self.coordination.dirty = true;
+            }
+        }
+    }
+
+    fn decode(&self, channel: Channel, bytes: &[u8]) -> Result<Envelope, Rejection> {
+        let (header, body) = Header::decode(bytes, channel).map_err(rejection_of)?;
+        if header.cluster_name_hash != self.cluster_name_hash {
+            return Err(Rejection::ForeignCluster);
+        }
+        let body = wire::decode_body(body).map_err(rejection_of)?;
+        Ok(Envelope { header, body })
+    }
+}
+
+fn rejection_of(error: DecodeError) -> Rejection {
+    match error {
+        DecodeError::TooLarge { .. } => Rejection::TooLarge,
+        DecodeError::UnknownVersion(_) => Rejection::UnknownVersion,
+        DecodeError::Malformed(_) | DecodeError::TrailingBytes(_) => Rejection::Malformed,
+    }
+}
