@@ -43,6 +43,13 @@ pub(super) struct State {
     leave_completed: bool,
 }
 
+impl State {
+    /// Takes (leader, term) as already known, so only changes are reported.
+    pub(super) fn observe_leader(&mut self, leader: Option<MemberId>, term: u64) {
+        self.leader = Some((leader, term));
+    }
+}
+
 impl Node {
     pub(super) fn on_command(&mut self, now: Instant, command: Command) {
         let leave_timeout = self.leave_timeout;

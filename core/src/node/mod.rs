@@ -338,6 +338,7 @@ impl Node {
             coordination: coordinate::State::default(),
         };
         node.outbox.persist(PersistState::BootId(boot_id));
+        node.coordination.observe_leader(node.raft.leader(), node.raft.term());
         if recovered.force_new_cluster {
             node.force_new_cluster(now);
         }

@@ -37,6 +37,8 @@ pub(crate) enum Action {
     Timer { node: NodeIdx, generation: u64, deadline: Instant },
     /// A write reached the disk: sync it and confirm it to the node.
     Synced { node: NodeIdx, generation: u64, seq: u64 },
+    /// The node's application finished rebalancing to view `epoch`.
+    AppAck { node: NodeIdx, generation: u64, epoch: u64 },
 }
 
 #[derive(Debug)]

@@ -56,6 +56,10 @@ struct Slot {
     counters: Counters,
     /// The next start applies operator recovery ([`Sim::recover`]).
     force_new_cluster: bool,
+    /// How long this node's application takes to ack a view; `None` never acks.
+    ack_delay: Option<Duration>,
+    /// Acks its application finished while paused, delivered on resume.
+    deferred_acks: Vec<u64>,
 }
 
 /// One simulated TCP connection from one node to another.
@@ -93,6 +97,8 @@ impl Drop for PanicContext {
 /// See the [module documentation](super) for the model and an example.
 pub struct Sim {
     seed: u64,
+    /// The ack delay given to nodes added from now on.
+    default_ack_delay: Option<Duration>,
     now: Instant,
     rng: ChaCha8Rng,
     net: NetConfig,
@@ -165,6 +171,7 @@ impl Sim {
             trace: TraceHasher::new(),
             check_invariants: true,
             step_hook: None,
+            default_ack_delay: Some(Duration::from_millis(10)),
             steps: 0,
             steps_this_instant: 0,
             outputs: Vec::new(),
@@ -205,6 +212,8 @@ impl Sim {
             confirmations: Vec::new(),
             counters: Counters::default(),
             force_new_cluster: false,
+            ack_delay: self.default_ack_delay,
+            deferred_acks: Vec::new(),
         });
         self.by_addr.insert(addr, idx);
         self.start(idx);
@@ -331,6 +340,17 @@ impl Sim {
         self.restart(idx, Disk::Keep);
     }
 
+    /// How long node `idx`'s application takes to ack each view it is handed
+    /// (`None`: it never acks, a stuck process). Applies to views delivered from now on.
+    pub fn set_ack_delay(&mut self, idx: NodeIdx, delay: Option<Duration>) {
+        self.slots[idx.0].ack_delay = delay;
+    }
+
+    /// The ack delay of nodes added from now on (default 10 ms).
+    pub fn set_default_ack_delay(&mut self, delay: Option<Duration>) {
+        self.default_ack_delay = delay;
+    }
+
     /// [`Sim::restart`] at a new address, for a member that keeps its
     /// identity across an address change. The old address then reaches
     /// nobody. Panics if another slot has `addr`.
@@ -378,9 +398,13 @@ impl Sim {
         slot.buffered_datagrams = 0;
         let confirmations = std::mem::take(&mut slot.confirmations);
         let buffered = std::mem::take(&mut slot.buffered);
+        let acks = std::mem::take(&mut slot.deferred_acks);
         self.begin_step();
         for seq in confirmations {
             self.handle(idx, Input::Persisted(seq));
+        }
+        for epoch in acks {
+            self.handle(idx, Input::Command(Command::Ack { epoch }));
         }
         for packet in buffered {
             self.hand_over(Some(packet.src), idx, packet.from, packet.channel, packet.bytes, packet.sent_at);
@@ -486,6 +510,7 @@ impl Sim {
             Action::Deliver(packet) => self.deliver(packet),
             Action::Timer { node, generation, deadline } => self.on_deadline(node, generation, deadline),
             Action::Synced { node, generation, seq } => self.on_synced(node, generation, seq),
+            Action::AppAck { node, generation, epoch } => self.on_app_ack(node, generation, epoch),
         }
         self.end_step();
         true
@@ -557,6 +582,19 @@ impl Sim {
             return; // `resume` ticks it
         }
         self.handle(idx, Input::Tick);
+    }
+
+    /// The application of `idx` acks `epoch` (a paused one acks on resume).
+    fn on_app_ack(&mut self, idx: NodeIdx, generation: u64, epoch: u64) {
+        let slot = &mut self.slots[idx.0];
+        if slot.generation != generation || slot.node.is_none() {
+            return; // the process that rebalanced is gone
+        }
+        if slot.paused {
+            slot.deferred_acks.push(epoch);
+            return;
+        }
+        self.handle(idx, Input::Command(Command::Ack { epoch }));
     }
 
     fn on_synced(&mut self, idx: NodeIdx, generation: u64, seq: u64) {
@@ -636,6 +674,10 @@ impl Sim {
     }
 
     fn record_event(&mut self, node: NodeIdx, boot_id: u64, event: Event) {
+        if let (Event::Rebalance(view), Some(delay)) = (&event, self.slots[node.0].ack_delay) {
+            let generation = self.slots[node.0].generation;
+            self.queue.push(self.now + delay, Action::AppAck { node, generation, epoch: view.epoch });
+        }
         let record = EventRecord { at: self.now, node, boot_id, event };
         self.event_count += 1;
         self.trace.event(&record);
