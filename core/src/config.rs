@@ -122,6 +122,14 @@ pub enum ConfigError {
         /// The configured election timeout.
         election: Duration,
     },
+    /// The election timeout range is empty.
+    #[error("raft election_timeout_max ({max:?}) must be at least election_timeout ({min:?})")]
+    ElectionTimeoutInverted {
+        /// The configured shortest timeout.
+        min: Duration,
+        /// The configured longest timeout.
+        max: Duration,
+    },
     /// A cluster needs at least one voter.
     #[error("max_voters must be at least 1")]
     NoVoters,
@@ -168,6 +176,9 @@ impl Config {
         let (heartbeat, election) = (self.raft.heartbeat_interval, self.raft.election_timeout);
         if heartbeat.is_zero() || heartbeat * 2 > election {
             return Err(ConfigError::HeartbeatTooSlow { heartbeat, election });
+        }
+        if self.raft.election_timeout_max < election {
+            return Err(ConfigError::ElectionTimeoutInverted { min: election, max: self.raft.election_timeout_max });
         }
         if self.voters.max_voters == 0 {
             return Err(ConfigError::NoVoters);

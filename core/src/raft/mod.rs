@@ -47,9 +47,12 @@ use quorum::VoteResult;
 pub struct RaftConfig {
     /// How often a leader sends heartbeats (and retries stalled followers).
     pub heartbeat_interval: Duration,
-    /// The shortest election timeout; each one is drawn from
-    /// `[election_timeout, 2 × election_timeout)`. Also the CheckQuorum period.
+    /// The shortest election timeout, also the CheckQuorum period and how
+    /// long a follower keeps trusting a silent leader.
     pub election_timeout: Duration,
+    /// The longest election timeout; each one is drawn uniformly from
+    /// `[election_timeout, election_timeout_max]`.
+    pub election_timeout_max: Duration,
     /// Appends in flight to one follower at most.
     pub max_inflight_appends: usize,
     /// Bytes of entries in flight to one follower at most.
@@ -64,6 +67,7 @@ impl RaftConfig {
         RaftConfig {
             heartbeat_interval: Duration::from_millis(50),
             election_timeout: Duration::from_millis(300),
+            election_timeout_max: Duration::from_millis(600),
             max_inflight_appends: 32,
             max_inflight_bytes: 8 * 1024 * 1024,
             snapshot_threshold: 8192,
@@ -75,6 +79,7 @@ impl RaftConfig {
         RaftConfig {
             heartbeat_interval: Duration::from_millis(20),
             election_timeout: Duration::from_millis(100),
+            election_timeout_max: Duration::from_millis(200),
             ..Self::lan()
         }
     }
@@ -485,14 +490,16 @@ impl Raft {
 
     // ----- elections (§5.2, dissertation §9.6) -----------------------------------------------
 
+    /// Whether a live leader is known: this member leads, or heard from its
+    /// leader within the election timeout (dissertation §4.2.3).
     fn leader_is_fresh(&self, now: Instant) -> bool {
-        self.leader_contact.is_some_and(|at| now < at + self.config.election_timeout)
+        self.role == Role::Leader || self.leader_contact.is_some_and(|at| now < at + self.config.election_timeout)
     }
 
     fn reset_election_timer(&mut self, ctx: &mut Ctx<'_>) {
-        let base = self.config.election_timeout;
-        let nanos = u64::try_from(base.as_nanos()).unwrap_or(u64::MAX).max(1);
-        let timeout = base + Duration::from_nanos(ctx.rng.random_range(0..nanos));
+        let (min, max) = (self.config.election_timeout, self.config.election_timeout_max.max(self.config.election_timeout));
+        let spread = u64::try_from((max - min).as_nanos()).unwrap_or(u64::MAX);
+        let timeout = min + Duration::from_nanos(ctx.rng.random_range(0..=spread));
         ctx.timers.set(Timer::Election, ctx.now + timeout);
     }
 
@@ -704,7 +711,10 @@ impl Raft {
         if paused && !heartbeat {
             return;
         }
-        let next = progress.next_index;
+        // A heartbeat to a follower whose window is full carries no entries and
+        // claims only what it surely holds (its match), so it is never refused
+        // for entries still in flight.
+        let next = if paused { progress.match_index + 1 } else { progress.next_index };
         let prev = next - 1;
         let Some(prev_term) = self.log.term(prev) else {
             // What it needs was compacted: send the snapshot.
