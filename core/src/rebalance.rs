@@ -253,15 +253,16 @@ impl Rebalance {
     }
 
     /// The leader's decision after an input. `log_tail` holds the entries
-    /// after the commit index; `members` the membership table; `in_log` says
-    /// which members receive the log; `own_term_committed` whether this
-    /// leader committed an entry of its term. Returns a proposal and the
-    /// earliest time a decision may change without any input.
+    /// after the commit index; `members` the membership table; `eligible`
+    /// says which live members may be in a view (they receive the log and the
+    /// leader can reach them); `own_term_committed` whether this leader
+    /// committed an entry of its term. Returns a proposal and the earliest
+    /// time a decision may change without any input.
     pub(crate) fn decide<'a>(
         &mut self,
         now: Instant,
         members: impl Iterator<Item = &'a MemberInfo> + Clone,
-        in_log: impl Fn(MemberId) -> bool,
+        eligible: impl Fn(&MemberInfo) -> bool,
         log_tail: impl Iterator<Item = &'a Entry> + Clone,
         own_term_committed: bool,
     ) -> (Option<Proposal>, Option<Instant>) {
@@ -315,7 +316,7 @@ impl Rebalance {
         let latest_in_log = uncommitted_view.clone().last().or(newest.as_ref());
         let mut desired: Vec<ViewMember> = members
             .clone()
-            .filter(|m| m.state.is_live() && !m.leaving && in_log(m.id) && !self.lagging.contains_key(&m.id))
+            .filter(|m| m.state.is_live() && !m.leaving && eligible(m) && !self.lagging.contains_key(&m.id))
             .map(|m| ViewMember {
                 id: m.id,
                 name: m.name.clone(),

@@ -320,15 +320,29 @@ impl Node {
                 return;
             }
         }
+        // The second failure signal (DESIGN §3.3 item 1): a log member SWIM
+        // suspects and that has not answered our appends for an election
+        // timeout is left out of the next view, before SWIM declares it dead.
         let configuration = self.raft.configuration().clone();
+        let silence = self.raft.election_timeout();
+        let mut recheck: Option<Instant> = None;
+        let mut unreachable = BTreeSet::new();
+        for member in self.membership.members().filter(|m| m.state == MemberState::Suspect) {
+            let Some(heard) = self.raft.last_heard(member.id) else { continue };
+            if now >= heard + silence {
+                unreachable.insert(member.id);
+            } else {
+                recheck = Some(recheck.map_or(heard + silence, |at| at.min(heard + silence)));
+            }
+        }
         let (proposal, wake) = self.rebalance.decide(
             now,
             self.membership.members(),
-            |id| configuration.contains(id),
+            |m| configuration.contains(m.id) && !unreachable.contains(&m.id),
             self.raft.entries_from(commit + 1),
             true,
         );
-        if let Some(wake) = wake {
+        if let Some(wake) = [wake, recheck].into_iter().flatten().min() {
             self.timers.set(Timer::Reconcile, wake);
         }
         let payload = match proposal {

@@ -143,6 +143,8 @@ struct Leading {
     term_start: u64,
     /// A transfer under way: the target and when to give up.
     transfer: Option<(MemberId, Instant)>,
+    /// When each member last answered this leader.
+    last_heard: BTreeMap<MemberId, Instant>,
 }
 
 /// A snapshot being received in chunks.
@@ -186,6 +188,8 @@ pub struct Raft {
     snapshot: Option<(Snapshot, Vec<u8>)>,
     /// A snapshot installed from the leader, for the node to restore.
     restored: Option<Snapshot>,
+    /// When this member last became leader.
+    elected_at: Instant,
 }
 
 /// Where to reach members: the membership table, for Raft.
@@ -226,6 +230,7 @@ impl Raft {
             receiving: None,
             snapshot,
             restored: None,
+            elected_at: Instant::ZERO,
         };
         for entry in recovered.entries {
             if entry.index == raft.log.last_index() + 1 {
@@ -289,6 +294,19 @@ impl Raft {
     /// Entries from `from` to the end of the log.
     pub(crate) fn entries_from(&self, from: u64) -> impl Iterator<Item = &Entry> + Clone {
         (from.max(self.log.first_index())..=self.log.last_index()).filter_map(|index| self.log.entry(index))
+    }
+
+    /// On the leader: when member `id` last answered it (its election time if
+    /// never). The leader's replication traffic is a second failure signal
+    /// besides SWIM (DESIGN §3.3 item 1).
+    pub(crate) fn last_heard(&self, id: MemberId) -> Option<Instant> {
+        let leading = self.leading.as_ref()?;
+        Some(leading.last_heard.get(&id).copied().unwrap_or(self.elected_at))
+    }
+
+    /// How long a member may stay silent before the leader counts it unreachable.
+    pub(crate) fn election_timeout(&self) -> Duration {
+        self.config.election_timeout
     }
 
     /// What the leader knows a member to have replicated: its match index.
@@ -634,7 +652,8 @@ impl Raft {
         self.leader = Some(self.id);
         self.votes.clear();
         let next = self.log.last_index() + 1;
-        self.leading = Some(Leading { progress: BTreeMap::new(), term_start: next, transfer: None });
+        self.leading = Some(Leading { progress: BTreeMap::new(), term_start: next, transfer: None, last_heard: BTreeMap::new() });
+        self.elected_at = ctx.now;
         self.sync_progress();
         self.heard.clear();
         ctx.timers.cancel(Timer::Election);
@@ -807,7 +826,7 @@ impl Raft {
         if self.role != Role::Leader {
             return;
         }
-        self.heard.insert(from);
+        self.note_heard(ctx.now, from);
         let Some(progress) = self.leading.as_mut().and_then(|l| l.progress.get_mut(&from)) else { return };
         if success {
             if progress.on_success(index) {
@@ -817,6 +836,13 @@ impl Raft {
             self.try_finish_transfer(ctx, directory, from);
         } else if progress.on_reject(index, next_hint) {
             self.send_append(ctx, directory, from, false);
+        }
+    }
+
+    fn note_heard(&mut self, now: Instant, from: MemberId) {
+        self.heard.insert(from);
+        if let Some(leading) = self.leading.as_mut() {
+            leading.last_heard.insert(from, now);
         }
     }
 
@@ -973,7 +999,7 @@ impl Raft {
         if self.role != Role::Leader {
             return;
         }
-        self.heard.insert(from);
+        self.note_heard(ctx.now, from);
         let Some(progress) = self.leading.as_mut().and_then(|l| l.progress.get_mut(&from)) else { return };
         if progress.state != (ProgressState::Snapshot { index: last_index }) {
             return;
