@@ -4,14 +4,20 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use std::num::NonZeroU32;
+use std::path::PathBuf;
+
 use quorate_core::wire::{Name, TagsError, TooLong};
-use quorate_core::{Config, ConfigError, Event, Identity, MemberId, MemberInfo, Node, Recovered, State, Tags};
+use quorate_core::{
+    Bootstrap, Command, Config, ConfigError, Event, Identity, MemberId, MemberInfo, Node, State, Tags, View,
+};
 use rand::Rng;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::driver::{Driver, Request, Snapshot};
+use crate::storage::{FileStorage, MemoryStorage, Storage, StorageError};
 use crate::transport::{Transport, TransportCounters};
 
 /// Events kept for a slow subscriber; past this it misses the oldest and its
@@ -66,13 +72,18 @@ pub enum Error {
     /// others should use.
     #[error("bound to {0}: set an advertise address other members can reach")]
     AdvertiseRequired(SocketAddr),
-    /// The member has stopped (shut down, left, or its task ended).
+    /// The member's storage could not be read or written.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// `bootstrap_expect` must be at least 1.
+    #[error("bootstrap_expect must be at least 1")]
+    BootstrapExpectZero,
+    /// The member has stopped (shut down, left, failed storage, or its task ended).
     #[error("the member has stopped")]
     Stopped,
 }
 
 /// Configures and starts a member. See [`Cluster::builder`].
-#[derive(Clone, Debug)]
 pub struct Builder {
     cluster: String,
     node: Option<String>,
@@ -81,6 +92,10 @@ pub struct Builder {
     join: Vec<SocketAddr>,
     tags: Tags,
     profile: Profile,
+    storage: Option<Box<dyn Storage>>,
+    bootstrap: Option<Bootstrap>,
+    bootstrap_expect_zero: bool,
+    allow_ephemeral_voters: bool,
 }
 
 impl Default for Builder {
@@ -93,6 +108,10 @@ impl Default for Builder {
             join: Vec::new(),
             tags: Tags::new(),
             profile: Profile::default(),
+            storage: None,
+            bootstrap: None,
+            bootstrap_expect_zero: false,
+            allow_ephemeral_voters: false,
         }
     }
 }
@@ -142,11 +161,61 @@ impl Builder {
         self
     }
 
+    /// Keep durable state (durable id, boot counter, Raft log) in this
+    /// directory, created if missing. Without it, state lives in memory: a
+    /// new member every start, never a voter (unless ephemeral voters are allowed).
+    pub fn data_dir(self, dir: impl Into<PathBuf>) -> Self {
+        self.storage(FileStorage::open(dir))
+    }
+
+    /// Keep durable state in a store of your own.
+    pub fn storage(mut self, storage: impl Storage) -> Self {
+        self.storage = Some(Box::new(storage));
+        self
+    }
+
+    /// Bootstrap a new cluster together with exactly `n` members configured
+    /// alike, once all of them see each other (Consul's `bootstrap_expect`).
+    pub fn bootstrap_expect(mut self, n: u32) -> Self {
+        match NonZeroU32::new(n) {
+            Some(n) => self.bootstrap = Some(Bootstrap::Expect(n)),
+            None => self.bootstrap_expect_zero = true,
+        }
+        self
+    }
+
+    /// Bootstrap a cluster of this member alone, at once.
+    pub fn bootstrap(mut self) -> Self {
+        self.bootstrap = Some(Bootstrap::Alone);
+        self
+    }
+
+    /// Let members without durable storage vote (tests, demos). Such a
+    /// cluster loses quorum, and its log, if a majority restarts at once.
+    pub fn allow_ephemeral_voters(mut self, allow: bool) -> Self {
+        self.allow_ephemeral_voters = allow;
+        self
+    }
+
     /// Binds the sockets and starts the member's task.
     pub async fn start(self) -> Result<Cluster, Error> {
         let name: Name = self.node.as_deref().ok_or(Error::MissingName)?.parse()?;
-        let config = self.profile.config(&self.cluster);
+        if self.bootstrap_expect_zero {
+            return Err(Error::BootstrapExpectZero);
+        }
+        let mut config = self.profile.config(&self.cluster);
+        config.bootstrap = self.bootstrap.unwrap_or_default();
+        config.voters.allow_ephemeral_voters = self.allow_ephemeral_voters;
         config.validate()?;
+        let storage: Box<dyn Storage> = self.storage.unwrap_or_else(|| Box::new(MemoryStorage::new()));
+        let (storage, loaded) = tokio::task::spawn_blocking(move || {
+            let mut storage = storage;
+            let loaded = storage.load();
+            (storage, loaded)
+        })
+        .await
+        .expect("loading storage does not panic");
+        let loaded = loaded?;
         let (transport, inbound) =
             Transport::bind(self.bind).await.map_err(|source| Error::Bind { addr: self.bind, source })?;
         let local_addr = transport.local_addr();
@@ -155,14 +224,12 @@ impl Builder {
             None if local_addr.ip().is_unspecified() => return Err(Error::AdvertiseRequired(local_addr)),
             None => local_addr,
         };
-        // Without storage every start is a new member: a fresh durable id.
         // Under madsim this randomness is the simulator's, seeded and replayable.
-        let mut rng = rand::rng();
-        let id = MemberId(rng.random());
-        // Storage arrives with its own issue: until then a member is in-memory, never a voter.
-        let identity = Identity { id, name: name.clone(), addr: advertise, tags: self.tags, durable: false };
-        let node = Node::new(config, identity, rng.random(), Recovered::default(), quorate_core::Instant::ZERO)?;
-        let initial = Snapshot { joined: false, members: node.members().cloned().collect() };
+        let id = loaded.member_id;
+        let durable = storage.is_durable();
+        let identity = Identity { id, name: name.clone(), addr: advertise, tags: self.tags, durable };
+        let node = Node::new(config, identity, rand::rng().random(), loaded.recovered, quorate_core::Instant::ZERO)?;
+        let initial = Snapshot::of(&node);
         let (snapshot_tx, snapshot) = watch::channel(initial);
         let (events, _) = broadcast::channel(EVENT_BACKLOG);
         let (requests, requests_rx) = mpsc::channel(REQUEST_QUEUE);
@@ -177,6 +244,7 @@ impl Builder {
             origin: Instant::now(),
             leave_waiters: Vec::new(),
             leave_complete: false,
+            storage: Some(storage),
         };
         let task = tokio::spawn(driver.run());
         let cluster = Cluster { id, name, advertise, requests, snapshot, events, counters, task };
@@ -241,6 +309,48 @@ impl Cluster {
     /// Whether this member has reached another one.
     pub fn is_joined(&self) -> bool {
         self.snapshot.borrow().joined
+    }
+
+    /// The leader this member knows of.
+    pub fn leader(&self) -> Option<MemberId> {
+        self.snapshot.borrow().leader
+    }
+
+    /// Whether this member leads.
+    pub fn is_leader(&self) -> bool {
+        self.snapshot.borrow().leader == Some(self.id)
+    }
+
+    /// The current Raft term.
+    pub fn term(&self) -> u64 {
+        self.snapshot.borrow().term
+    }
+
+    /// The newest committed view.
+    pub fn view(&self) -> Option<View> {
+        self.snapshot.borrow().view.clone()
+    }
+
+    /// Whether the newest view is stable and a leader is known.
+    pub fn is_stable(&self) -> bool {
+        self.snapshot.borrow().stable
+    }
+
+    /// Whether this member is in the newest view (it owns what the view
+    /// assigns it); a lagging or removed member is not and must stop serving.
+    pub fn is_active(&self) -> bool {
+        self.snapshot.borrow().active
+    }
+
+    /// The members of the newest view.
+    pub fn primaries(&self) -> Vec<MemberId> {
+        self.snapshot.borrow().view.as_ref().map(|view| view.ids().collect()).unwrap_or_default()
+    }
+
+    /// Tells the cluster this member finished rebalancing to view `epoch`
+    /// (the epoch of an [`Event::Rebalance`]).
+    pub async fn ack(&self, epoch: u64) -> Result<(), Error> {
+        self.request(Request::Command(Command::Ack { epoch })).await
     }
 
     /// A stream of every [`Event`] from now on.

@@ -10,16 +10,19 @@ use std::future::pending;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use quorate_core::{Channel, Event, Input, MemberInfo, Node, Output, Tags};
+use quorate_core::{Channel, Event, Input, MemberId, MemberInfo, Node, Output, Tags, View};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::time::{Instant, sleep_until};
 
+use crate::storage::Storage;
 use crate::transport::{Inbound, Transport};
 
 /// Orders from the [`crate::Cluster`] handle.
 pub(crate) enum Request {
     Join(Vec<SocketAddr>),
     SetTags(Tags),
+    /// Any other core command (acks, leadership transfer).
+    Command(quorate_core::Command),
     /// Leave gracefully; answered once the leave completed.
     Leave(oneshot::Sender<()>),
     /// Stop without leaving; answered once stopped.
@@ -31,6 +34,25 @@ pub(crate) enum Request {
 pub(crate) struct Snapshot {
     pub(crate) joined: bool,
     pub(crate) members: Vec<MemberInfo>,
+    pub(crate) leader: Option<MemberId>,
+    pub(crate) term: u64,
+    pub(crate) view: Option<View>,
+    pub(crate) stable: bool,
+    pub(crate) active: bool,
+}
+
+impl Snapshot {
+    pub(crate) fn of(node: &Node) -> Self {
+        Snapshot {
+            joined: node.is_joined(),
+            members: node.members().cloned().collect(),
+            leader: node.leader(),
+            term: node.term(),
+            view: node.view().cloned(),
+            stable: node.is_stable(),
+            active: node.is_active(),
+        }
+    }
 }
 
 pub(crate) struct Driver {
@@ -44,11 +66,15 @@ pub(crate) struct Driver {
     pub(crate) origin: Instant,
     pub(crate) leave_waiters: Vec<oneshot::Sender<()>>,
     pub(crate) leave_complete: bool,
+    /// Taken out while a persist runs off the runtime's threads.
+    pub(crate) storage: Option<Box<dyn Storage>>,
 }
 
 impl Driver {
     pub(crate) async fn run(mut self) {
-        self.flush().await;
+        if !self.flush().await {
+            return;
+        }
         loop {
             let deadline = self.node.next_deadline().map(|at| self.origin + Duration::from_nanos(at.as_nanos()));
             let timer = async {
@@ -74,7 +100,9 @@ impl Driver {
                 }
                 () = timer => self.node.handle(self.now(), Input::Tick),
             }
-            self.flush().await;
+            if !self.flush().await {
+                return;
+            }
             if self.leave_complete {
                 // The member left gracefully; its process part is over.
                 return;
@@ -93,6 +121,7 @@ impl Driver {
         match request {
             Request::Join(addrs) => self.node.handle(now, Input::Command(quorate_core::Command::Join(addrs))),
             Request::SetTags(tags) => self.node.handle(now, Input::Command(quorate_core::Command::SetTags(tags))),
+            Request::Command(command) => self.node.handle(now, Input::Command(command)),
             Request::Leave(done) => {
                 self.leave_waiters.push(done);
                 self.node.handle(now, Input::Command(quorate_core::Command::Leave));
@@ -105,11 +134,13 @@ impl Driver {
         true
     }
 
-    /// Carries out everything the core asked for, confirming persists until
-    /// nothing more is released.
-    async fn flush(&mut self) {
+    /// Carries out everything the core asked for, making persists durable
+    /// (one group commit per drain) and confirming them until nothing more is
+    /// released. False if storage failed: the member must stop.
+    async fn flush(&mut self) -> bool {
         loop {
             let mut persisted = None;
+            let mut writes = Vec::new();
             let mut membership_changed = false;
             while let Some(output) = self.node.poll() {
                 match output {
@@ -117,8 +148,10 @@ impl Driver {
                         Channel::Datagram => self.transport.send_datagram(transmit.to, &transmit.bytes).await,
                         Channel::Stream => self.transport.send_frame(transmit.to, transmit.bytes),
                     },
-                    // In-memory storage: durable as soon as it is written.
-                    Output::Persist(persist) => persisted = Some(persist.seq),
+                    Output::Persist(persist) => {
+                        writes.push(persist.state);
+                        persisted = Some(persist.seq);
+                    }
                     Output::Event(event) => {
                         membership_changed = true;
                         if event == Event::LeaveComplete {
@@ -135,15 +168,29 @@ impl Driver {
             if membership_changed {
                 self.publish();
             }
-            match persisted {
-                Some(seq) => self.node.handle(self.now(), Input::Persisted(seq)),
-                None => return,
+            let Some(seq) = persisted else { return true };
+            if let Err(error) = self.persist(writes).await {
+                tracing::error!(%error, "storage failed; stopping this member");
+                return false;
             }
+            self.node.handle(self.now(), Input::Persisted(seq));
         }
     }
 
+    /// Makes `writes` durable off the runtime's threads (fsync blocks).
+    async fn persist(&mut self, writes: Vec<quorate_core::PersistState>) -> Result<(), crate::storage::StorageError> {
+        let mut storage = self.storage.take().expect("storage is back between persists");
+        let (storage, result) = tokio::task::spawn_blocking(move || {
+            let result = storage.persist(&writes);
+            (storage, result)
+        })
+        .await
+        .expect("the persist task does not panic");
+        self.storage = Some(storage);
+        result
+    }
+
     fn publish(&self) {
-        let snapshot = Snapshot { joined: self.node.is_joined(), members: self.node.members().cloned().collect() };
-        self.snapshot.send_replace(snapshot);
+        self.snapshot.send_replace(Snapshot::of(&self.node));
     }
 }

@@ -36,6 +36,7 @@
 mod cluster;
 mod driver;
 pub mod framing;
+pub mod storage;
 mod transport;
 
 pub use cluster::{Builder, Cluster, Error, Profile};

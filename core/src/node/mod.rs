@@ -167,8 +167,9 @@ pub struct Persist {
     pub state: PersistState,
 }
 
-/// The kinds of durable state, each replacing what it names.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// The kinds of durable state, each replacing what it names. Serializable,
+/// so a store can log them as they come.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum PersistState {
     /// This start's boot id, to be returned as [`Recovered::boot_id`] next start.
     BootId(u64),
