@@ -245,6 +245,7 @@ impl Builder {
             leave_waiters: Vec::new(),
             leave_complete: false,
             storage: Some(storage),
+            published_commit: 0,
         };
         let task = tokio::spawn(driver.run());
         let cluster = Cluster { id, name, advertise, requests, snapshot, events, counters, task };
@@ -353,6 +354,38 @@ impl Cluster {
         self.request(Request::Command(Command::Ack { epoch })).await
     }
 
+    /// Calls `handler` with every new view this member must act on, and a
+    /// [`Done`] to call once its work has moved to the view's owners. Views
+    /// are delivered newest first: a view superseded before the handler ran
+    /// is skipped, and acking a superseded view does nothing.
+    pub fn on_rebalance(&self, mut handler: impl FnMut(View, Done) + Send + 'static) {
+        let mut events = self.events();
+        let requests = self.requests.clone();
+        tokio::spawn(async move {
+            while let Some(event) = next_event(&mut events).await {
+                if let Event::Rebalance(view) = event {
+                    let done = Done { epoch: view.epoch, requests: requests.clone() };
+                    handler(view, done);
+                }
+            }
+        });
+    }
+
+    /// Calls `handler` with the epoch each time this member, as leader, sees
+    /// every member finish rebalancing to the newest view: the place for
+    /// cluster-wide housekeeping. At least once per stable view across leader
+    /// changes, so deduplicate by epoch.
+    pub fn on_cluster_stable(&self, mut handler: impl FnMut(u64) + Send + 'static) {
+        let mut events = self.events();
+        tokio::spawn(async move {
+            while let Some(event) = next_event(&mut events).await {
+                if let Event::ClusterStable { epoch } = event {
+                    handler(epoch);
+                }
+            }
+        });
+    }
+
     /// A stream of every [`Event`] from now on.
     pub fn events(&self) -> broadcast::Receiver<Event> {
         self.events.subscribe()
@@ -397,5 +430,39 @@ impl Cluster {
 
     async fn request(&self, request: Request) -> Result<(), Error> {
         self.requests.send(request).await.map_err(|_| Error::Stopped)
+    }
+}
+
+/// The completion handle of one rebalance: call [`Done::ack`] when this
+/// member's work has moved to the owners the view names.
+#[derive(Debug)]
+pub struct Done {
+    epoch: u64,
+    requests: mpsc::Sender<Request>,
+}
+
+impl Done {
+    /// The epoch of the view being acked.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// Acks the view. Never blocks; a member that stopped ignores it.
+    pub fn ack(self) {
+        let _ = self.requests.try_send(Request::Command(Command::Ack { epoch: self.epoch }));
+    }
+}
+
+/// The next event, skipping over a gap if the subscriber lagged; `None` once
+/// the member stopped.
+async fn next_event(events: &mut broadcast::Receiver<Event>) -> Option<Event> {
+    loop {
+        match events.recv().await {
+            Ok(event) => return Some(event),
+            Err(broadcast::error::RecvError::Lagged(missed)) => {
+                tracing::warn!(missed, "an event subscriber fell behind; events were skipped");
+            }
+            Err(broadcast::error::RecvError::Closed) => return None,
+        }
     }
 }

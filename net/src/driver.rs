@@ -68,6 +68,8 @@ pub(crate) struct Driver {
     pub(crate) leave_complete: bool,
     /// Taken out while a persist runs off the runtime's threads.
     pub(crate) storage: Option<Box<dyn Storage>>,
+    /// The commit index of the last published snapshot.
+    pub(crate) published_commit: u64,
 }
 
 impl Driver {
@@ -165,7 +167,10 @@ impl Driver {
                     }
                 }
             }
-            if membership_changed {
+            // Queries read the snapshot: refresh it on any event, and when a
+            // commit moved (a follower's `Stable` raises no event).
+            if membership_changed || self.node.commit_index() != self.published_commit {
+                self.published_commit = self.node.commit_index();
                 self.publish();
             }
             let Some(seq) = persisted else { return true };

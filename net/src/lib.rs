@@ -39,6 +39,6 @@ pub mod framing;
 pub mod storage;
 mod transport;
 
-pub use cluster::{Builder, Cluster, Error, Profile};
-pub use quorate_core::{Event, MemberId, MemberInfo, State, Tags};
+pub use cluster::{Builder, Cluster, Done, Error, Profile};
+pub use quorate_core::{Event, MemberId, MemberInfo, State, Tags, View};
 pub use transport::TransportCounters;

@@ -91,7 +91,7 @@ mod demo {
     use std::net::SocketAddr;
     use std::time::Duration;
 
-    use quorate::{Cluster, Event, Profile, State};
+    use quorate::{Cluster, Event, MemberId, Profile, State};
     use tokio::time::Instant;
 
     use crate::cli::{DemoArgs, ProfileArg};
@@ -100,11 +100,14 @@ mod demo {
 
     /// How long any step may take before the demo says the cluster is unwell.
     const STEP_LIMIT: Duration = Duration::from_secs(60);
+    /// Keys each member's demo application "serves", to show rebalancing.
+    const KEYS: u64 = 1000;
 
     struct Demo {
         started: Instant,
         profile: Profile,
         quiet: bool,
+        expect: u32,
         members: Vec<Option<Cluster>>,
     }
 
@@ -113,54 +116,71 @@ mod demo {
             ProfileArg::Lan => Profile::Lan,
             ProfileArg::Fast => Profile::Fast,
         };
-        let mut demo = Demo { started: Instant::now(), profile, quiet: args.quiet, members: Vec::new() };
         let count = usize::from(args.members);
-        println!("Starting {count} members on {} ({:?} profile).", args.ip, profile);
+        let expect = u32::from(args.members.min(5));
+        let mut demo = Demo { started: Instant::now(), profile, quiet: args.quiet, expect, members: Vec::new() };
+        println!(
+            "Starting {count} members on {} ({profile:?} profile); the first {expect} bootstrap the cluster.",
+            args.ip
+        );
+        println!("(State is kept in memory, so these voters are ephemeral: fine for a demo, not for production.)");
         for index in 0..count {
             let port =
                 if args.port == 0 { 0 } else { args.port.checked_add(index as u16).ok_or("port range overflows")? };
             let seed = demo.members.first().and_then(|m| m.as_ref()).map(Cluster::addr);
-            let member = demo.start(&format!("n{}", index + 1), SocketAddr::new(args.ip, port), seed).await?;
+            let bootstrap = index < expect as usize;
+            let member =
+                demo.start(&format!("n{}", index + 1), SocketAddr::new(args.ip, port), seed, bootstrap).await?;
             println!("  {} listening on {} (durable id {})", member.name(), member.addr(), member.id());
             demo.members.push(Some(member));
         }
 
-        let formed = demo.wait("every member sees every other alive", all_see_all).await?;
-        println!("Cluster formed in {formed:.2?}.\n");
+        let formed = demo.wait("one leader and one stable view of every member", settled).await?;
+        println!("\nCluster formed and stable after {formed:.2?}: {}.\n", demo.summary());
         demo.print_table();
 
-        let victim = count - 1;
-        let victim_name = format!("n{count}");
-        let victim_id = demo.members[victim].as_ref().expect("started").id();
-        println!("\nCrashing {victim_name}: it stops without a goodbye.");
-        demo.members[victim] = None;
-        let detected = demo
-            .wait("every survivor marks the crashed member dead", |members| {
-                live(members).all(|m| m.members().iter().any(|i| i.id == victim_id && i.state == State::Dead))
+        let leader = demo.leader_slot().ok_or("no leader")?;
+        let leader_name = demo.members[leader].as_ref().map(|m| m.name().to_owned()).unwrap_or_default();
+        let leader_id = demo.members[leader].as_ref().map(Cluster::id).ok_or("no leader")?;
+        println!("\nCrashing the leader, {leader_name}: it stops without a goodbye.");
+        let crashed_at = Instant::now();
+        demo.members[leader] = None;
+        let elected = demo
+            .wait("a new leader known to every survivor", |members| {
+                let mut leaders = live(members).map(Cluster::leader);
+                let first = leaders.next().flatten();
+                first.is_some_and(|l| l != leader_id) && leaders.all(|l| l == first)
             })
             .await?;
-        println!("Every survivor marked {victim_name} dead after {detected:.2?}.\n");
+        println!("New leader known to every survivor {elected:.2?} after the crash.");
+        demo.wait("a stable view without the crashed leader", settled).await?;
+        println!(
+            "Stable view without {leader_name} {:.2?} after the crash: {}.\n",
+            crashed_at.elapsed(),
+            demo.summary()
+        );
 
-        println!("Restarting {victim_name} without its data: a new durable id under the same name.");
-        let seed = demo.members[0].as_ref().map(Cluster::addr);
-        let reborn = demo.start(&victim_name, SocketAddr::new(args.ip, 0), seed).await?;
-        let reborn_id = reborn.id();
-        demo.members[victim] = Some(reborn);
-        let rejoined = demo.wait("every member sees the restarted member alive", all_see_all).await?;
-        println!("{victim_name} is back as {reborn_id} after {rejoined:.2?}; its old id {victim_id} stays dead.\n");
+        println!("Restarting {leader_name} without its data: a new durable id under the same name.");
+        let seed = live(&demo.members).next().map(Cluster::addr);
+        let reborn = demo.start(&leader_name, SocketAddr::new(args.ip, 0), seed, false).await?;
+        println!("  {} is back as {}", reborn.name(), reborn.id());
+        demo.members[leader] = Some(reborn);
+        let back = demo.wait("a stable view with the restarted member", settled).await?;
+        println!("Stable view with it after {back:.2?}: {}.\n", demo.summary());
 
-        let leaver = count - 2;
-        let leaver_name = format!("n{}", count - 1);
-        let leaver_id = demo.members[leaver].as_ref().expect("started").id();
+        let leaver =
+            demo.members.iter().rposition(|m| m.as_ref().is_some_and(|m| !m.is_leader())).ok_or("no follower")?;
+        let member = demo.members[leaver].take().ok_or("no member")?;
+        let leaver_name = member.name().to_owned();
         println!("{leaver_name} leaves gracefully.");
-        let member = demo.members[leaver].take().expect("started");
+        let leave_started = Instant::now();
         member.leave().await?;
-        let left = demo
-            .wait("every member holds the leaver as left", |members| {
-                live(members).all(|m| m.members().iter().any(|i| i.id == leaver_id && i.state == State::Left))
-            })
-            .await?;
-        println!("Every member holds {leaver_name} as left after {left:.2?}; nobody reported it as failed.\n");
+        demo.wait("a stable view without the leaver", settled).await?;
+        println!(
+            "{leaver_name} left; stable view without it {:.2?} later: {}.\n",
+            leave_started.elapsed(),
+            demo.summary()
+        );
         demo.print_table();
 
         match args.duration {
@@ -173,10 +193,10 @@ mod demo {
                 tokio::signal::ctrl_c().await?;
             }
         }
+        println!("Stopping every member.");
         for member in demo.members.into_iter().flatten() {
-            member.leave().await?;
+            member.shutdown().await;
         }
-        println!("Every member left. Bye.");
         Ok(())
     }
 
@@ -184,30 +204,61 @@ mod demo {
         members.iter().flatten()
     }
 
-    /// Every running member holds exactly the running members alive.
-    fn all_see_all(members: &[Option<Cluster>]) -> bool {
-        let mut running: Vec<_> = live(members).map(Cluster::id).collect();
+    /// Every running member knows the same leader, holds every running member
+    /// alive, and sees one stable view of exactly them.
+    fn settled(members: &[Option<Cluster>]) -> bool {
+        let mut running: Vec<MemberId> = live(members).map(Cluster::id).collect();
         running.sort();
-        live(members).all(|member| {
-            let mut alive: Vec<_> = member.members().iter().filter(|i| i.state == State::Alive).map(|i| i.id).collect();
-            alive.sort();
-            alive == running
-        })
+        let leader = live(members).next().and_then(Cluster::leader);
+        leader.is_some()
+            && live(members).all(|member| {
+                let mut alive: Vec<_> =
+                    member.members().iter().filter(|i| i.state == State::Alive).map(|i| i.id).collect();
+                alive.sort();
+                member.leader() == leader
+                    && alive == running
+                    && member.is_stable()
+                    && member.view().is_some_and(|view| view.ids().collect::<Vec<_>>() == running)
+            })
     }
 
     impl Demo {
-        async fn start(&self, name: &str, bind: SocketAddr, seed: Option<SocketAddr>) -> Result<Cluster> {
-            let member = Cluster::builder()
+        async fn start(
+            &self,
+            name: &str,
+            bind: SocketAddr,
+            seed: Option<SocketAddr>,
+            bootstrap: bool,
+        ) -> Result<Cluster> {
+            let mut builder = Cluster::builder()
                 .cluster("demo")
                 .node(name)
                 .bind(bind)
                 .profile(self.profile)
-                .join(seed)
-                .start()
-                .await?;
-            if !self.quiet {
+                .allow_ephemeral_voters(true)
+                .join(seed);
+            if bootstrap {
+                builder = builder.bootstrap_expect(self.expect);
+            }
+            let member = builder.start().await?;
+            // The demo application: on every new view, "move" the keys it now
+            // owns, then ack the epoch.
+            let (name, started, quiet, id) = (name.to_owned(), self.started, self.quiet, member.id());
+            let view_name = name.clone();
+            member.on_rebalance(move |view, done| {
+                let placement = view.placement();
+                let owned = (0..KEYS).filter(|&key| placement.owner_u64(key) == Some(id)).count();
+                if !quiet {
+                    let at = started.elapsed().as_secs_f64();
+                    let (epoch, size) = (view.epoch, view.members.len());
+                    println!(
+                        "    {at:>7.3}s  {view_name}: view {epoch} of {size} members: owns {owned} of {KEYS} keys"
+                    );
+                }
+                done.ack();
+            });
+            if !quiet {
                 let mut events = member.events();
-                let (name, started) = (name.to_owned(), self.started);
                 tokio::spawn(async move {
                     while let Ok(event) = events.recv().await {
                         if let Some(line) = describe(&event) {
@@ -217,6 +268,26 @@ mod demo {
                 });
             }
             Ok(member)
+        }
+
+        fn leader_slot(&self) -> Option<usize> {
+            self.members.iter().position(|m| m.as_ref().is_some_and(Cluster::is_leader))
+        }
+
+        fn summary(&self) -> String {
+            let Some(member) = live(&self.members).next() else { return "no members".to_owned() };
+            let leader = member
+                .leader()
+                .and_then(|l| member.members().into_iter().find(|m| m.id == l))
+                .map(|m| m.name.to_string());
+            let view = member.view();
+            format!(
+                "leader {} (term {}), view {} of {} members",
+                leader.unwrap_or_else(|| "none".to_owned()),
+                member.term(),
+                view.as_ref().map_or(0, |v| v.epoch),
+                view.as_ref().map_or(0, |v| v.members.len())
+            )
         }
 
         /// Waits until `done` holds, checking every few milliseconds; how long it took.
@@ -233,16 +304,23 @@ mod demo {
 
         fn print_table(&self) {
             let Some(observer) = live(&self.members).next() else { return };
-            println!("  {:<6} {:<22} {:<14} {:<8} {:>4}", "NAME", "ADDRESS", "DURABLE ID", "STATE", "INC");
+            let view = observer.view();
+            println!(
+                "  {:<6} {:<22} {:<14} {:<8} {:<7} {:>4}",
+                "NAME", "ADDRESS", "DURABLE ID", "STATE", "IN VIEW", "INC"
+            );
             let mut members = observer.members();
             members.sort_by(|a, b| (a.name.as_str(), a.id).cmp(&(b.name.as_str(), b.id)));
             for member in members {
+                let in_view = view.as_ref().is_some_and(|v| v.contains(member.id));
+                let leader = if observer.leader() == Some(member.id) { " (leader)" } else { "" };
                 println!(
-                    "  {:<6} {:<22} {:<14} {:<8} {:>4}",
+                    "  {:<6} {:<22} {:<14} {:<8} {:<7} {:>4}{leader}",
                     member.name.as_str(),
                     member.addr.to_string(),
                     member.id.to_string(),
                     member.state.as_str(),
+                    if in_view { "yes" } else { "no" },
                     member.incarnation
                 );
             }
@@ -252,23 +330,24 @@ mod demo {
 
     fn describe(event: &Event) -> Option<String> {
         Some(match event {
-            Event::Joined => "joined the cluster".to_owned(),
             Event::MemberJoined(info) => format!("{} joined ({})", info.name, info.id),
-            Event::MemberRestarted(info) => format!("{} restarted (boot {})", info.name, info.boot_id),
             Event::MemberSuspected(info) => format!("{} is suspect", info.name),
             Event::MemberRecovered(info) => format!("{} refuted the suspicion", info.name),
             Event::MemberFailed(info) => format!("{} ({}) failed", info.name, info.id),
             Event::MemberLeft(info) => format!("{} left", info.name),
             Event::NameConflict { name, other } => format!("name conflict: {name} is also used by {other}"),
-            Event::LeaveComplete => "left the cluster".to_owned(),
             Event::Bootstrapped { voters, .. } => format!("bootstrapped a cluster of {} voters", voters.len()),
             Event::BootstrapRefused { reason } => format!("not bootstrapping: {reason}"),
-            Event::JoinedCluster { .. } => "joined an existing cluster".to_owned(),
+            Event::JoinedCluster { .. } => "joined the cluster's log".to_owned(),
             Event::LeaderChanged { leader: Some(leader), term } => format!("leader is {leader} (term {term})"),
-            Event::LeaderChanged { leader: None, .. } => "no leader known".to_owned(),
-            Event::Rebalance(view) => format!("view {} of {} members", view.epoch, view.members.len()),
-            Event::ClusterStable { epoch } => format!("cluster stable at view {epoch}"),
-            Event::MemberUpdated(_) | Event::MemberReaped(_) => return None,
+            Event::ClusterStable { epoch } => format!("as leader: cluster stable at view {epoch}"),
+            Event::LeaveComplete => "left the cluster".to_owned(),
+            Event::Joined
+            | Event::MemberRestarted(_)
+            | Event::MemberUpdated(_)
+            | Event::MemberReaped(_)
+            | Event::LeaderChanged { leader: None, .. }
+            | Event::Rebalance(_) => return None,
         })
     }
 }

@@ -145,6 +145,9 @@ struct Leading {
     transfer: Option<(MemberId, Instant)>,
     /// When each member last answered this leader.
     last_heard: BTreeMap<MemberId, Instant>,
+    /// Members removed by a committed configuration: they get one more
+    /// heartbeat, carrying the commit of their removal, then are dropped.
+    retiring: BTreeSet<MemberId>,
 }
 
 /// A snapshot being received in chunks.
@@ -515,7 +518,8 @@ impl Raft {
     }
 
     fn reset_election_timer(&mut self, ctx: &mut Ctx<'_>) {
-        let (min, max) = (self.config.election_timeout, self.config.election_timeout_max.max(self.config.election_timeout));
+        let (min, max) =
+            (self.config.election_timeout, self.config.election_timeout_max.max(self.config.election_timeout));
         let spread = u64::try_from((max - min).as_nanos()).unwrap_or(u64::MAX);
         let timeout = min + Duration::from_nanos(ctx.rng.random_range(0..=spread));
         ctx.timers.set(Timer::Election, ctx.now + timeout);
@@ -652,7 +656,13 @@ impl Raft {
         self.leader = Some(self.id);
         self.votes.clear();
         let next = self.log.last_index() + 1;
-        self.leading = Some(Leading { progress: BTreeMap::new(), term_start: next, transfer: None, last_heard: BTreeMap::new() });
+        self.leading = Some(Leading {
+            progress: BTreeMap::new(),
+            term_start: next,
+            transfer: None,
+            last_heard: BTreeMap::new(),
+            retiring: BTreeSet::new(),
+        });
         self.elected_at = ctx.now;
         self.sync_progress();
         self.heard.clear();
@@ -703,6 +713,12 @@ impl Raft {
                 progress.resume_probe();
             }
             self.send_append(ctx, directory, peer, true);
+        }
+        // Retiring members have had their last heartbeat.
+        if let Some(leading) = self.leading.as_mut() {
+            for id in std::mem::take(&mut leading.retiring) {
+                leading.progress.remove(&id);
+            }
         }
     }
 
@@ -1049,7 +1065,10 @@ impl Raft {
             self.configuration.members().chain(committed.members()).filter(|&id| id != self.id).collect();
         let next = self.log.last_index() + 1;
         if let Some(leading) = self.leading.as_mut() {
-            leading.progress.retain(|id, _| members.contains(id));
+            // A member leaving the table gets one last heartbeat first (see `retiring`).
+            let removed: Vec<MemberId> = leading.progress.keys().filter(|id| !members.contains(id)).copied().collect();
+            leading.retiring.extend(removed);
+            leading.retiring.retain(|id| !members.contains(id));
             for id in members {
                 leading.progress.entry(id).or_insert_with(|| Progress::new(next));
             }
