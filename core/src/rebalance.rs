@@ -3,8 +3,9 @@
 //! Every member holding the log applies committed `View` and `Stable` entries
 //! in log order to the same [`ViewState`], and delivers the newest committed
 //! view to its application once per boot ([`crate::Event::Rebalance`]). The
-//! application acks the epoch; the ack goes to the leader and is sent again
-//! after a leader change until a `Stable` or a newer view confirms it.
+//! application acks the epoch; the ack goes to the leader, which confirms it,
+//! and is sent again until the current leader has (so after every leader
+//! change: acks are leader-local).
 //!
 //! The leader, after every input:
 //! 1. compares the live, non-lagging, non-leaving log members with the latest
@@ -16,7 +17,10 @@
 //!    one is already in its log;
 //! 3. marks a member that has not acked within `ack_timeout` *lagging*, which
 //!    leaves it out of the next view; it returns once it acked the newest epoch
-//!    it delivered and stayed live for `lagging_hysteresis`.
+//!    it delivered and stayed live for `lagging_hysteresis`. Each member's
+//!    deadline runs from the view's commit (or the leader's election), and
+//!    again from a restart: a new boot owes a new ack. The lagging set is
+//!    committed with each view, so a new leader keeps it.
 
 use std::collections::BTreeMap;
 
@@ -75,6 +79,11 @@ pub enum Message {
         /// The epoch acked.
         epoch: u64,
     },
+    /// The leader recorded the receiver's ack of `epoch`.
+    AckReceived {
+        /// The epoch acked.
+        epoch: u64,
+    },
 }
 
 impl Message {
@@ -82,6 +91,7 @@ impl Message {
     pub fn kind(&self) -> &'static str {
         match self {
             Message::Ack { .. } => "view_ack",
+            Message::AckReceived { .. } => "view_ack_received",
         }
     }
 }
@@ -156,10 +166,16 @@ pub(crate) struct Rebalance {
     delivered: Option<u64>,
     /// The newest epoch the application acked in this boot.
     acked: Option<u64>,
+    /// The (leader, term, epoch) of the last ack a leader confirmed.
+    confirmed: Option<(MemberId, u64, u64)>,
     // Leader-local, reset on every leader change:
     acks: BTreeMap<MemberId, Ack>,
-    /// When the newest view committed (or this member became leader), for the ack timeout.
-    ack_clock: Option<Instant>,
+    /// When members started to owe an ack of the newest view: its commit, or
+    /// this leader's election.
+    owed_since: Instant,
+    /// Per member of the newest view that has not acked: the boot that owes
+    /// it and since when (a restart starts the wait again).
+    owed: BTreeMap<MemberId, (u64, Instant)>,
     lagging: BTreeMap<MemberId, Lagging>,
     /// Since when the desired members differ from the latest view.
     differs_since: Option<Instant>,
@@ -174,8 +190,10 @@ impl Rebalance {
             state,
             delivered: None,
             acked: None,
+            confirmed: None,
             acks: BTreeMap::new(),
-            ack_clock: None,
+            owed_since: Instant::ZERO,
+            owed: BTreeMap::new(),
             lagging: BTreeMap::new(),
             differs_since: None,
             stable_reported: None,
@@ -206,12 +224,16 @@ impl Rebalance {
         Some(epoch)
     }
 
-    /// The ack to (re)send to the leader: acked and not yet confirmed by a
-    /// `Stable` of it or a newer view.
-    pub(crate) fn unconfirmed_ack(&self) -> Option<u64> {
-        let acked = self.acked?;
-        let confirmed = self.state.stable.is_some_and(|stable| stable >= acked) || self.state.epoch() > acked;
-        (!confirmed).then_some(acked)
+    /// The ack to (re)send to `leader` of `term`: our ack of the newest
+    /// view, until that leader has confirmed it.
+    pub(crate) fn unconfirmed_ack(&self, leader: MemberId, term: u64) -> Option<u64> {
+        let acked = self.acked.filter(|&acked| acked == self.state.epoch())?;
+        (self.confirmed != Some((leader, term, acked))).then_some(acked)
+    }
+
+    /// `leader` of `term` confirmed our ack of `epoch`.
+    pub(crate) fn on_ack_received(&mut self, leader: MemberId, term: u64, epoch: u64) {
+        self.confirmed = Some((leader, term, epoch));
     }
 
     /// Whether this member is in the newest committed view.
@@ -221,25 +243,38 @@ impl Rebalance {
 
     // ----- leader side ----------------------------------------------------------------------
 
-    /// Forgets everything leader-local: a new term, or no longer leading.
-    pub(crate) fn on_leader_change(&mut self, now: Instant) {
+    /// This member became leader: forget the previous term's leader-local
+    /// state, take the lagging set from the newest view, and give every
+    /// member a full ack timeout from now (members re-send their acks to a
+    /// new leader).
+    pub(crate) fn on_elected(&mut self, now: Instant) {
         self.acks.clear();
-        self.lagging.clear();
         self.differs_since = None;
-        // A new leader gives every member a full ack timeout from its election.
-        self.ack_clock = Some(now);
+        self.lagging = self
+            .state
+            .view
+            .iter()
+            .flat_map(|view| view.lagging.iter())
+            .map(|&id| (id, Lagging { healthy_since: None }))
+            .collect();
+        self.owed.clear();
+        self.owed_since = now;
     }
 
-    /// The newest view committed: restart the ack clock.
+    /// The newest view committed: every member owes an ack of it from now.
     pub(crate) fn on_view_committed(&mut self, now: Instant) {
-        self.ack_clock = Some(now);
+        self.owed.clear();
+        self.owed_since = now;
     }
 
-    /// An ack for `epoch` from `from` in boot `boot_id`.
-    pub(crate) fn on_ack(&mut self, from: MemberId, boot_id: u64, epoch: u64) {
-        if epoch == self.state.epoch() {
-            self.acks.insert(from, Ack { epoch, boot_id });
+    /// An ack for `epoch` from `from` in boot `boot_id`; whether it is for
+    /// the newest view (and so to be confirmed).
+    pub(crate) fn on_ack(&mut self, from: MemberId, boot_id: u64, epoch: u64) -> bool {
+        if epoch != self.state.epoch() {
+            return false;
         }
+        self.acks.insert(from, Ack { epoch, boot_id });
+        true
     }
 
     /// Whether `ClusterStable` is still to be reported for `epoch` in `term`;
@@ -270,18 +305,28 @@ impl Rebalance {
         let newest = self.state.view.clone();
         let current_boot = |id: MemberId| members.clone().find(|m| m.id == id).map(|m| m.boot_id);
 
-        // 3. Lagging: members of the newest view that did not ack in time.
-        if let (Some(view), Some(clock)) = (&newest, self.ack_clock) {
-            let deadline = clock + self.config.ack_timeout;
+        // 3. Lagging: members of the newest view that did not ack in time,
+        // each from when it started to owe the ack (a restart starts anew).
+        if let Some(view) = &newest {
             for member in view.ids() {
-                let acked = self.acks.get(&member).is_some_and(|ack| {
-                    ack.epoch == view.epoch && current_boot(member).is_some_and(|boot| boot == ack.boot_id)
-                });
-                if !acked && now >= deadline && !self.lagging.contains_key(&member) {
+                let Some(boot) = current_boot(member) else { continue };
+                let previous = self.acks.get(&member).filter(|ack| ack.epoch == view.epoch);
+                if previous.is_some_and(|ack| ack.boot_id == boot) {
+                    self.owed.remove(&member);
+                    continue;
+                }
+                // Acked in an older boot: it restarted since, and owes its new ack from now.
+                let since = if previous.is_some() { now } else { self.owed_since };
+                let owed = self.owed.entry(member).or_insert((boot, since));
+                if owed.0 != boot {
+                    *owed = (boot, now);
+                }
+                let deadline = owed.1 + self.config.ack_timeout;
+                if now < deadline {
+                    wake = earliest(wake, deadline);
+                } else if !self.lagging.contains_key(&member) {
                     tracing::warn!(%member, epoch = view.epoch, "no ack within the ack timeout: lagging");
                     self.lagging.insert(member, Lagging { healthy_since: None });
-                } else if !acked && now < deadline {
-                    wake = earliest(wake, deadline);
                 }
             }
         }
@@ -326,6 +371,14 @@ impl Rebalance {
             .collect();
         desired.sort_by_key(|m| m.id);
         let desired_ids: Vec<MemberId> = desired.iter().map(|m| m.id).collect();
+        let lagging_live: Vec<MemberId> = self
+            .lagging
+            .keys()
+            .copied()
+            .filter(|&id| members.clone().any(|m| m.id == id && m.state.is_live()))
+            .collect();
+        // Only a change of members makes a new view; the lagging list rides
+        // along (the view that leaves a member out already lists it).
         let differs = latest_in_log.is_none_or(|view| !view.same_members(&desired_ids)) && !desired.is_empty();
         if !differs {
             self.differs_since = None;
@@ -334,7 +387,7 @@ impl Rebalance {
             if now >= since + self.config.view_debounce {
                 self.differs_since = None;
                 let epoch = latest_in_log.map_or(1, |view| view.epoch + 1);
-                return (Some(Proposal::View(View::new(epoch, desired))), wake);
+                return (Some(Proposal::View(View::new(epoch, desired, lagging_live))), wake);
             }
             wake = earliest(wake, since + self.config.view_debounce);
         }

@@ -34,15 +34,32 @@ pub struct View {
     pub epoch: u64,
     /// The members, sorted by durable id, without repeats.
     pub members: BoundedVec<ViewMember, { limits::MAX_MEMBERS }>,
+    /// Live members left out because they did not ack in time (DESIGN §3.3
+    /// item 6), sorted. Committed with the view, so a new leader keeps them
+    /// out until they have been healthy for the hysteresis.
+    pub lagging: BoundedVec<MemberId, { limits::MAX_MEMBERS }>,
 }
 
 impl View {
-    /// A view of `members` (sorted and deduplicated by id here).
-    pub fn new(epoch: u64, mut members: Vec<ViewMember>) -> Self {
+    /// A view of `members` (sorted and deduplicated by id here), with the
+    /// lagging members left out.
+    pub fn new(epoch: u64, mut members: Vec<ViewMember>, mut lagging: Vec<MemberId>) -> Self {
         members.sort_by_key(|member| member.id);
         members.dedup_by_key(|member| member.id);
         members.truncate(limits::MAX_MEMBERS);
-        View { epoch, members: BoundedVec::try_from_vec(members).expect("truncated to the limit") }
+        lagging.sort();
+        lagging.dedup();
+        lagging.truncate(limits::MAX_MEMBERS);
+        View {
+            epoch,
+            members: BoundedVec::try_from_vec(members).expect("truncated to the limit"),
+            lagging: BoundedVec::try_from_vec(lagging).expect("truncated to the limit"),
+        }
+    }
+
+    /// Whether `id` is held lagging in this view.
+    pub fn is_lagging(&self, id: MemberId) -> bool {
+        self.lagging.binary_search(&id).is_ok()
     }
 
     /// Whether `id` is a member of this view.

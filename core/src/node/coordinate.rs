@@ -66,10 +66,8 @@ impl Node {
             }
             Command::SetTags(tags) => parts.membership.set_tags(&mut parts.ctx, tags),
             Command::Ack { epoch } => {
-                if let Some(epoch) = parts.rebalance.on_local_ack(epoch) {
-                    self.send_ack(now, epoch);
-                    let resend = self.rebalance.config().ack_resend;
-                    self.timers.set(Timer::AckResend, now + resend);
+                if parts.rebalance.on_local_ack(epoch).is_some() {
+                    self.resend_ack(now);
                 }
             }
             Command::TransferLeadership(target) => {
@@ -81,13 +79,7 @@ impl Node {
     pub(super) fn on_coordination_timer(&mut self, now: Instant, timer: Timer) {
         match timer {
             Timer::Reconcile => self.coordination.dirty = true,
-            Timer::AckResend => {
-                if let Some(epoch) = self.rebalance.unconfirmed_ack() {
-                    self.send_ack(now, epoch);
-                    let resend = self.rebalance.config().ack_resend;
-                    self.timers.set(Timer::AckResend, now + resend);
-                }
-            }
+            Timer::AckResend => self.resend_ack(now),
             Timer::LeaveTimeout if !self.coordination.leave_completed => {
                 tracing::warn!("the leave's handoff did not finish in time; leaving anyway");
                 self.complete_leave(now);
@@ -96,13 +88,26 @@ impl Node {
         }
     }
 
+    /// Sends our ack of the newest view to the current leader if it has not
+    /// confirmed it yet, and keeps doing so every `ack_resend`.
+    fn resend_ack(&mut self, now: Instant) {
+        let Some(leader) = self.raft.leader() else { return };
+        if let Some(epoch) = self.rebalance.unconfirmed_ack(leader, self.raft.term()) {
+            self.send_ack(now, epoch);
+            let resend = self.rebalance.config().ack_resend;
+            self.timers.set(Timer::AckResend, now + resend);
+        }
+    }
+
     /// Sends an ack for `epoch` to the leader (or records it, if we lead).
     fn send_ack(&mut self, now: Instant, epoch: u64) {
         let me = self.id();
         match self.raft.leader() {
             Some(leader) if leader == me => {
-                let boot_id = self.boot_id();
-                self.rebalance.on_ack(me, boot_id, epoch);
+                let (boot_id, term) = (self.boot_id(), self.raft.term());
+                if self.rebalance.on_ack(me, boot_id, epoch) {
+                    self.rebalance.on_ack_received(me, term, epoch);
+                }
                 self.coordination.dirty = true;
             }
             Some(leader) => {
@@ -223,14 +228,10 @@ impl Node {
         let (leader, term) = current;
         self.outbox.event(Event::LeaderChanged { leader, term });
         if leader == Some(self.id()) {
-            self.rebalance.on_leader_change(now);
+            self.rebalance.on_elected(now);
         }
         // Acks are leader-local: the new leader needs ours again.
-        if leader.is_some()
-            && let Some(epoch) = self.rebalance.unconfirmed_ack()
-        {
-            self.send_ack(now, epoch);
-        }
+        self.resend_ack(now);
     }
 
     fn run_bootstrap(&mut self, now: Instant) {

@@ -565,8 +565,20 @@ impl Node {
             Body::Membership(message) => parts.membership.on_message(&mut parts.ctx, from, channel, &header, message),
             Body::Raft(message) => parts.raft.on_message(&mut parts.ctx, &*parts.membership, header.from, message),
             Body::View(crate::rebalance::Message::Ack { epoch }) => {
-                parts.rebalance.on_ack(header.from, header.boot_id, epoch);
-                self.coordination.dirty = true;
+                // Only the leader tracks acks; it confirms those of the newest view.
+                if parts.raft.role() == Role::Leader && parts.rebalance.on_ack(header.from, header.boot_id, epoch) {
+                    // To its advertised address: the ack's stream came from an ephemeral port.
+                    if let Some(addr) = crate::raft::Directory::addr_of(&*parts.membership, header.from) {
+                        let confirmation = Body::View(crate::rebalance::Message::AckReceived { epoch });
+                        parts.ctx.outbox.send(addr, Channel::Stream, confirmation);
+                    }
+                    self.coordination.dirty = true;
+                }
+            }
+            Body::View(crate::rebalance::Message::AckReceived { epoch }) => {
+                if parts.raft.leader() == Some(header.from) {
+                    parts.rebalance.on_ack_received(header.from, parts.raft.term(), epoch);
+                }
             }
         }
     }

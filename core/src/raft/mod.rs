@@ -527,7 +527,15 @@ impl Raft {
 
     fn on_election_timeout(&mut self, ctx: &mut Ctx<'_>, directory: &impl Directory) {
         self.reset_election_timer(ctx);
-        if self.role == Role::Leader || !self.configuration.is_voter(self.id) {
+        if self.role == Role::Leader {
+            return;
+        }
+        if !self.configuration.is_voter(self.id) {
+            // A learner cannot campaign, but it stops vouching for a leader
+            // it no longer hears from.
+            if !self.leader_is_fresh(ctx.now) {
+                self.leader = None;
+            }
             return;
         }
         self.become_pre_candidate(ctx, directory);
