@@ -20,9 +20,10 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::rc::Rc;
 
 use arbitrary::{Arbitrary, Unstructured};
+use core::num::NonZeroU32;
 use core::time::Duration;
 
-use crate::config::Config;
+use crate::config::{Bootstrap, Config};
 use crate::id::{ClusterUuid, MemberId, cluster_name_hash};
 use crate::membership::{MemberInfo, Message, PushPull, State, Update, Updates};
 use crate::node::{Command, Event, Identity, Input, Node, Output, Recovered};
@@ -528,6 +529,8 @@ const MAX_RUN_MS: u64 = 4_000;
 const MAX_OPS_TIME: Duration = Duration::from_secs(60);
 /// Most cluster members; the fewest is 3.
 const MAX_MEMBERS: usize = 6;
+/// Members that bootstrap Raft together when an input asks for Raft.
+const RAFT_FOUNDERS: usize = 3;
 
 /// One operation on the cluster of [`cluster_ops`]. Node numbers wrap around
 /// the cluster size; an operation that does not apply (pausing a crashed
@@ -661,11 +664,30 @@ impl Drop for ClusterRun {
 }
 
 impl ClusterRun {
-    fn new(size: usize, seed: u64) -> Self {
+    /// A formed cluster of `size` members joined through `n0`. With `raft`,
+    /// `n0`–`n2` bootstrap a Raft cluster together first (`Bootstrap::Expect(3)`)
+    /// and the others join it once it exists, so log, voters and views run
+    /// under the faults too; without, it is membership alone.
+    fn new(size: usize, seed: u64, raft: bool) -> Self {
         let config = Config::fast(CLUSTER);
         let mut sim = Sim::new(seed);
-        let nodes = sim.add_nodes(size, &config);
+        let founders = if raft { RAFT_FOUNDERS } else { size };
+        let mut founder_config = config.clone();
+        if raft {
+            founder_config.bootstrap = Bootstrap::Expect(NonZeroU32::new(RAFT_FOUNDERS as u32).expect("nonzero"));
+        }
+        let mut nodes = sim.add_nodes(founders, &founder_config);
         sim.join_all(&nodes, nodes[0]);
+        if raft {
+            let bootstrapped = |sim: &Sim| sim.events().iter().any(|record| record.kind() == "bootstrapped");
+            let formed = sim.run_until(Duration::from_secs(10), bootstrapped);
+            assert!(formed, "Sim::new({seed}): {RAFT_FOUNDERS} members did not bootstrap a cluster");
+            for _ in founders..size {
+                let node = sim.add_node(&NodeIdx(sim.len()).to_string(), config.clone());
+                sim.join(node, &[nodes[0]]);
+                nodes.push(node);
+            }
+        }
         let seed_addr = sim.addr(nodes[0]);
         let mut slots = vec![SlotState::default(); size];
         for slot in slots.iter_mut().skip(1) {
@@ -682,7 +704,8 @@ impl ClusterRun {
                 flag.set(true);
             }
         });
-        let log = vec![format!("Sim::new({seed}), {size} members, Config::fast, joined through n0")];
+        let raft_text = if raft { ", n0-n2 bootstrap Raft" } else { "" };
+        let log = vec![format!("Sim::new({seed}), {size} members, Config::fast{raft_text}, joined through n0")];
         ClusterRun {
             sim,
             config,
@@ -889,6 +912,48 @@ impl ClusterRun {
         self.sim.inject(idx, from, channel, bytes);
     }
 
+    /// What an operator does on finding several clusters that can never find
+    /// each other: join each to the first. Members belong to one cluster when
+    /// one of them can reach the other without outside help: it holds a
+    /// record of it (alive, suspect or dead: those are probed or retried;
+    /// a `Left` record is not) or its address as a seed (`Join`, discovery),
+    /// at the slot's current address. The harness picks join targets at
+    /// random, so without this two groups restarted through each other
+    /// alone could form two clusters that know nothing of each other, which
+    /// no protocol can merge.
+    fn join_disjoint_clusters(&mut self) {
+        let mut cluster_of: Vec<usize> = (0..self.slots.len()).collect();
+        fn root(cluster_of: &mut [usize], mut idx: usize) -> usize {
+            while cluster_of[idx] != idx {
+                cluster_of[idx] = cluster_of[cluster_of[idx]];
+                idx = cluster_of[idx];
+            }
+            idx
+        }
+        let up: Vec<NodeIdx> = self.sim.up_nodes().collect();
+        for &idx in &up {
+            let node = self.sim.node(idx).expect("up");
+            let slot = &self.slots[idx.0];
+            let known = node.members().filter(|info| info.id != node.id() && info.state != State::Left);
+            let addrs = known.map(|info| info.addr).chain(slot.join_seeds.iter().chain(&slot.discovered).copied());
+            for addr in addrs {
+                if let Some(other) = self.sim.node_at(addr).filter(|&other| other != idx && self.sim.is_up(other)) {
+                    let (a, b) = (root(&mut cluster_of, idx.0), root(&mut cluster_of, other.0));
+                    cluster_of[a] = b;
+                }
+            }
+        }
+        let Some(&anchor) = up.first() else { return };
+        for &idx in &up {
+            let (own, first) = (root(&mut cluster_of, idx.0), root(&mut cluster_of, anchor.0));
+            if own != first {
+                self.log.push(format!("{:?} operator: {idx} joins {anchor} (disjoint clusters)", self.sim.now()));
+                self.join(idx, vec![self.sim.addr(anchor)]);
+                cluster_of[own] = first;
+            }
+        }
+    }
+
     /// The longest a healed cluster may take to converge: a few reconnect and
     /// push-pull rounds (halves that declared each other dead merge through
     /// them), the longest seed backoff (a member alone retries its seeds),
@@ -918,9 +983,18 @@ impl ClusterRun {
         for idx in paused {
             self.sim.resume(idx);
         }
-        // A leave in flight completes, and its process exits.
+        // A leave in flight completes (its handoff is bounded by
+        // `leave_timeout`), and its process exits.
         self.collect();
-        self.run_for(self.config.membership.leave_propagate + Duration::from_millis(1));
+        let leave_bound = self.config.leave_timeout + self.config.membership.leave_propagate + Duration::from_secs(1);
+        let leaving = |run: &Self| run.sim.up_nodes().find(|idx| run.slots[idx.0].leaving);
+        let started = self.sim.now();
+        while leaving(self).is_some() && self.sim.now() < started + leave_bound {
+            self.run_for(Duration::from_millis(100));
+        }
+        if let Some(idx) = leaving(self) {
+            panic!("{idx} did not complete its leave within {leave_bound:?} once the faults stopped");
+        }
         let crashed: Vec<NodeIdx> =
             self.sim.nodes().filter(|&idx| !self.sim.is_up(idx) && !self.slots[idx.0].departed).collect();
         for idx in crashed {
@@ -930,24 +1004,7 @@ impl ClusterRun {
                 self.join(idx, vec![self.sim.addr(peer)]);
             }
         }
-        // An operator fixes a member whose every seed is gone: the members it
-        // joined through have all left, or moved away from the address it knew.
-        let stranded: Vec<NodeIdx> = self
-            .sim
-            .up_nodes()
-            .filter(|&idx| {
-                let slot = &self.slots[idx.0];
-                let reachable = |addr: &SocketAddr| {
-                    self.sim.node_at(*addr).is_some_and(|other| other != idx && !self.slots[other.0].departed)
-                };
-                !slot.join_seeds.iter().chain(&slot.discovered).any(reachable)
-            })
-            .collect();
-        for idx in stranded {
-            if let Some(peer) = self.live_peer(idx, 0) {
-                self.join(idx, vec![self.sim.addr(peer)]);
-            }
-        }
+        self.join_disjoint_clusters();
         self.collect();
         let quiet = self.quiet_period();
         let converged = self.sim.run_until(quiet, Sim::converged);
@@ -982,9 +1039,9 @@ impl ClusterRun {
 /// envelope. Then the faults stop ([`ClusterRun::settle_and_check`]) and
 /// membership must converge, unless a forged frame was accepted.
 pub fn cluster_ops(data: &[u8]) {
-    let (size, seed, ops) = decode_cluster_ops(data);
-    let mut run = ClusterRun::new(size, seed);
-    for op in ops {
+    let input = decode_cluster_ops(data);
+    let mut run = ClusterRun::new(input.size, input.seed, input.raft);
+    for op in input.ops {
         run.apply(op);
     }
     run.settle_and_check();
@@ -993,22 +1050,31 @@ pub fn cluster_ops(data: &[u8]) {
 /// What a [`cluster_ops`] input says, one line per operation, without
 /// running it: for reading a reproducer.
 pub fn describe_cluster_ops(data: &[u8]) -> String {
-    let (size, seed, ops) = decode_cluster_ops(data);
-    let mut text = format!("Sim::new({seed}), {size} members\n");
-    for op in ops {
+    let input = decode_cluster_ops(data);
+    let mut text = format!("Sim::new({}), {} members, raft: {}\n", input.seed, input.size, input.raft);
+    for op in input.ops {
         text += &format!("{op:?}\n");
     }
     text
 }
 
-fn decode_cluster_ops(data: &[u8]) -> (usize, u64, Vec<ClusterOp>) {
+/// The cluster an input asks for, and its operations.
+struct ClusterInput {
+    size: usize,
+    seed: u64,
+    raft: bool,
+    ops: Vec<ClusterOp>,
+}
+
+fn decode_cluster_ops(data: &[u8]) -> ClusterInput {
     let mut u = Unstructured::new(data);
     let size = u.int_in_range(3..=MAX_MEMBERS).unwrap_or(3);
     let seed = u64::arbitrary(&mut u).unwrap_or(0);
+    let raft = bool::arbitrary(&mut u).unwrap_or(false);
     let mut ops = Vec::new();
     while ops.len() < MAX_CLUSTER_OPS && !u.is_empty() {
         let Ok(op) = ClusterOp::arbitrary(&mut u) else { break };
         ops.push(op);
     }
-    (size, seed, ops)
+    ClusterInput { size, seed, raft, ops }
 }

@@ -324,9 +324,9 @@ impl Rebalance {
                 let deadline = owed.1 + self.config.ack_timeout;
                 if now < deadline {
                     wake = earliest(wake, deadline);
-                } else if !self.lagging.contains_key(&member) {
+                } else if let std::collections::btree_map::Entry::Vacant(entry) = self.lagging.entry(member) {
                     tracing::warn!(%member, epoch = view.epoch, "no ack within the ack timeout: lagging");
-                    self.lagging.insert(member, Lagging { healthy_since: None });
+                    entry.insert(Lagging { healthy_since: None });
                 }
             }
         }

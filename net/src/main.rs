@@ -342,6 +342,7 @@ mod demo {
             Event::LeaderChanged { leader: Some(leader), term } => format!("leader is {leader} (term {term})"),
             Event::ClusterStable { epoch } => format!("as leader: cluster stable at view {epoch}"),
             Event::LeaveComplete => "left the cluster".to_owned(),
+            Event::Fenced { by } => format!("fenced: our cluster was recovered elsewhere as {by:?}"),
             Event::Joined
             | Event::MemberRestarted(_)
             | Event::MemberUpdated(_)

@@ -10,6 +10,7 @@
 //!   configuration to commit before the member reports `Left`.
 
 use std::collections::BTreeSet;
+use std::net::SocketAddr;
 
 use crate::bootstrap::{self, ClusterClaim, Decision};
 use crate::config::Bootstrap;
@@ -39,6 +40,10 @@ pub(super) struct State {
     contacted: BTreeSet<MemberId>,
     /// The term in which this leaving leader asked to hand over leadership.
     transfer_term: Option<u64>,
+    /// On a recovered member: the uuid of the cluster it replaced.
+    pub(super) replaced_uuid: ClusterUuid,
+    /// The uuid of the cluster that replaced ours, once fenced.
+    pub(super) fenced_by: ClusterUuid,
     /// The leave's handoff is over; `Left` is being gossiped.
     leave_completed: bool,
 }
@@ -125,7 +130,14 @@ impl Node {
     /// refused; before bootstrap a member sends the nil uuid, accepted from
     /// it only in a join (push-pull); a member without Raft state adopts the
     /// uuid of the cluster that talks to it.
-    pub(super) fn admit(&mut self, now: Instant, header: &Header, body: &Body) -> Result<(), Rejection> {
+    pub(super) fn admit(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        channel: Channel,
+        header: &Header,
+        body: &Body,
+    ) -> Result<(), Rejection> {
         let (mine, theirs) = (self.cluster_uuid(), header.cluster_uuid);
         if theirs.is_nil() {
             let join = matches!(body, Body::Membership(MembershipMessage::PushPull(_)));
@@ -134,11 +146,43 @@ impl Node {
         if theirs == mine {
             return Ok(());
         }
-        if mine.is_nil() && !self.raft.has_state() {
+        if mine.is_nil() && !self.raft.has_state() && self.coordination.fenced_by.is_nil() {
             self.adopt(now, theirs);
             return Ok(());
         }
+        // An old member of the cluster this member replaced: tell it, so it
+        // fences itself rather than go on with the old configuration.
+        if !self.coordination.replaced_uuid.is_nil() && theirs == self.coordination.replaced_uuid {
+            let addr = match (channel, body) {
+                (Channel::Datagram, _) => Some(from),
+                (Channel::Stream, Body::Membership(MembershipMessage::PushPull(push_pull))) => {
+                    push_pull.members.iter().find(|m| m.id == header.from).map(|m| m.addr)
+                }
+                (Channel::Stream, _) => self.membership.addr_of(header.from),
+            };
+            if let Some(addr) = addr {
+                self.outbox.send(addr, Channel::Stream, Body::Recovered);
+            }
+        }
+        // A member of our own configuration now speaks for another cluster:
+        // ours was recovered from it. Fence.
+        if self.raft.configuration().contains(header.from) && self.coordination.fenced_by.is_nil() {
+            self.fence(now, theirs);
+        }
         Err(Rejection::ForeignCluster)
+    }
+
+    fn fence(&mut self, now: Instant, by: ClusterUuid) {
+        tracing::error!(
+            ?by,
+            "a member of this member's configuration belongs to a recovered cluster: this member's cluster was \
+             recovered elsewhere, so it takes no part in it any more; wipe its data dir and restart it to rejoin"
+        );
+        self.coordination.fenced_by = by;
+        self.outbox.persist(PersistState::FencedBy(by));
+        let mut parts = self.parts(now);
+        parts.raft.fence(&mut parts.ctx);
+        self.outbox.event(Event::Fenced { by });
     }
 
     fn adopt(&mut self, now: Instant, uuid: ClusterUuid) {
@@ -162,12 +206,15 @@ impl Node {
             return;
         }
         let me = self.id();
-        let uuid = bootstrap::recovered_uuid(self.cluster_uuid(), me, self.raft.term(), self.raft.last_index());
+        let old = self.cluster_uuid();
+        let uuid = bootstrap::recovered_uuid(old, me, self.raft.term(), self.raft.last_index());
         tracing::warn!(?uuid, "forcing a new cluster of this member alone; the old members will be refused");
         let mut parts = self.parts(now);
         parts.raft.force_configuration(&mut parts.ctx, Configuration::of_voters([me]));
         self.outbox.set_cluster_uuid(uuid);
         self.outbox.persist(PersistState::ClusterUuid(uuid));
+        self.outbox.persist(PersistState::ReplacedUuid(old));
+        self.coordination.replaced_uuid = old;
     }
 
     /// Runs after every input.
@@ -235,7 +282,7 @@ impl Node {
     }
 
     fn run_bootstrap(&mut self, now: Instant) {
-        if self.raft.has_state() || !self.cluster_uuid().is_nil() {
+        if self.raft.has_state() || !self.cluster_uuid().is_nil() || !self.coordination.fenced_by.is_nil() {
             return;
         }
         let expect = match self.bootstrap {
@@ -299,6 +346,20 @@ impl Node {
         }
         let me = self.id();
         let commit = self.raft.commit_index();
+        // A dead member of the configuration is replaced once dead for
+        // `voter_replace_delay`: wake then, whatever else happens.
+        let replace_delay = self.voters.voter_replace_delay;
+        let configuration = self.raft.configuration();
+        let replace_at = self
+            .membership
+            .members()
+            .filter(|m| m.state == MemberState::Dead && configuration.contains(m.id))
+            .filter_map(|m| self.membership.since(m.id).map(|since| since + replace_delay))
+            .filter(|&at| at > now)
+            .min();
+        if let Some(at) = replace_at {
+            self.reconcile_at(now, at);
+        }
         let config_pending = self.raft.entries_from(commit + 1).any(|e| matches!(e.payload, Payload::Config(_)));
         if !config_pending {
             let candidates: Vec<Candidate> = self
@@ -344,7 +405,7 @@ impl Node {
             true,
         );
         if let Some(wake) = [wake, recheck].into_iter().flatten().min() {
-            self.timers.set(Timer::Reconcile, wake);
+            self.reconcile_at(now, wake);
         }
         let payload = match proposal {
             Some(Proposal::View(view)) => {
@@ -359,6 +420,16 @@ impl Node {
         };
         let mut parts = self.parts(now);
         let _ = parts.raft.propose(&mut parts.ctx, &*parts.membership, payload);
+    }
+
+    /// Arms the leader's next look at `at`, unless an earlier one is armed
+    /// (a spurious early look is harmless; a missed one is not). An armed
+    /// deadline already past has fired, so it does not count.
+    fn reconcile_at(&mut self, now: Instant, at: Instant) {
+        let keep = self.timers.deadline(Timer::Reconcile).is_some_and(|armed| armed > now && armed <= at);
+        if !keep {
+            self.timers.set(Timer::Reconcile, at);
+        }
     }
 
     /// A leaving member hands over leadership, waits for the configuration

@@ -61,6 +61,11 @@ pub struct Recovered {
     /// cluster uuid, so the old members are refused until they are wiped and
     /// rejoin.
     pub force_new_cluster: bool,
+    /// On a recovered member: the uuid of the cluster it replaced (nil if none).
+    pub replaced_uuid: ClusterUuid,
+    /// On an old member of a recovered cluster: the uuid that replaced ours.
+    /// Such a member takes no part in Raft until its data dir is wiped.
+    pub fenced_by: ClusterUuid,
 }
 
 impl Recovered {
@@ -82,6 +87,8 @@ impl Recovered {
                 self.raft.snapshot = Some(snapshot.clone());
             }
             PersistState::ClusterUuid(uuid) => self.cluster_uuid = *uuid,
+            PersistState::ReplacedUuid(uuid) => self.replaced_uuid = *uuid,
+            PersistState::FencedBy(uuid) => self.fenced_by = *uuid,
         }
     }
 }
@@ -191,6 +198,10 @@ pub enum PersistState {
     Snapshot(Snapshot),
     /// The cluster this member now belongs to.
     ClusterUuid(ClusterUuid),
+    /// This member was recovered; the uuid of the cluster it replaced.
+    ReplacedUuid(ClusterUuid),
+    /// This member's cluster was recovered elsewhere as this uuid.
+    FencedBy(ClusterUuid),
 }
 
 /// What the application hears about.
@@ -258,6 +269,13 @@ pub enum Event {
     },
     /// This node's `Left` has been gossiped; the driver may shut it down.
     LeaveComplete,
+    /// A member of this node's configuration now belongs to the cluster
+    /// `by`, recovered from ours: this node takes no part in Raft any more.
+    /// Wipe its data dir and restart it to rejoin.
+    Fenced {
+        /// The recovered cluster's uuid.
+        by: ClusterUuid,
+    },
 }
 
 /// The protocol state machine of one member.
@@ -340,6 +358,13 @@ impl Node {
         };
         node.outbox.persist(PersistState::BootId(boot_id));
         node.coordination.observe_leader(node.raft.leader(), node.raft.term());
+        node.coordination.replaced_uuid = recovered.replaced_uuid;
+        node.coordination.fenced_by = recovered.fenced_by;
+        if !recovered.fenced_by.is_nil() {
+            tracing::error!(by = ?recovered.fenced_by, "this member's cluster was recovered elsewhere; wipe its data dir to rejoin");
+            let mut parts = node.parts(now);
+            parts.raft.fence(&mut parts.ctx);
+        }
         if recovered.force_new_cluster {
             node.force_new_cluster(now);
         }
@@ -554,7 +579,7 @@ impl Node {
             self.outbox.metrics.count_rejected(Rejection::StaleBoot);
             return;
         }
-        if let Err(reason) = self.admit(now, &header, &envelope.body) {
+        if let Err(reason) = self.admit(now, from, channel, &header, &envelope.body) {
             self.outbox.metrics.count_rejected(reason);
             tracing::debug!(%from, sender = %header.from, reason = reason.as_str(), "message from another cluster");
             return;
@@ -575,6 +600,8 @@ impl Node {
                     self.coordination.dirty = true;
                 }
             }
+            // Meaningful only from another cluster, handled by `admit`.
+            Body::Recovered => {}
             Body::View(crate::rebalance::Message::AckReceived { epoch }) => {
                 if parts.raft.leader() == Some(header.from) {
                     parts.rebalance.on_ack_received(header.from, parts.raft.term(), epoch);

@@ -193,6 +193,8 @@ pub struct Raft {
     restored: Option<Snapshot>,
     /// When this member last became leader.
     elected_at: Instant,
+    /// This member's cluster was recovered elsewhere: it takes no part in Raft.
+    fenced: bool,
 }
 
 /// Where to reach members: the membership table, for Raft.
@@ -234,6 +236,7 @@ impl Raft {
             snapshot,
             restored: None,
             elected_at: Instant::ZERO,
+            fenced: false,
         };
         for entry in recovered.entries {
             if entry.index == raft.log.last_index() + 1 {
@@ -247,9 +250,22 @@ impl Raft {
 
     /// Arms the election timer if this member has a configuration.
     pub(crate) fn start(&mut self, ctx: &mut Ctx<'_>) {
-        if !self.configuration.is_empty() {
+        if !self.configuration.is_empty() && !self.fenced {
             self.reset_election_timer(ctx);
         }
+    }
+
+    /// This member's cluster was recovered elsewhere (DESIGN §3.2): it stops
+    /// leading, never campaigns or votes again, and ignores Raft traffic, so
+    /// the old configuration loses this member for good.
+    pub(crate) fn fence(&mut self, ctx: &mut Ctx<'_>) {
+        if self.role == Role::Leader {
+            self.become_follower(ctx, self.term, None);
+        }
+        self.role = Role::Follower;
+        self.leader = None;
+        self.fenced = true;
+        ctx.timers.cancel(Timer::Election);
     }
 
     // ----- queries ------------------------------------------------------------------------------
@@ -450,6 +466,9 @@ impl Raft {
         from: MemberId,
         message: Message,
     ) {
+        if self.fenced {
+            return;
+        }
         let term = message.term();
         if term > self.term {
             match message {
@@ -526,6 +545,9 @@ impl Raft {
     }
 
     fn on_election_timeout(&mut self, ctx: &mut Ctx<'_>, directory: &impl Directory) {
+        if self.fenced {
+            return;
+        }
         self.reset_election_timer(ctx);
         if self.role == Role::Leader {
             return;
@@ -1006,6 +1028,10 @@ impl Raft {
         self.applied_index = snapshot.last_index;
         self.persisted_index = self.persisted_index.min(self.log.last_index()).max(snapshot.last_index);
         ctx.outbox.persist(PersistState::Snapshot(snapshot.clone()));
+        // Storage keeps entries after a snapshot's point; rewrite them as the
+        // log now holds them (§7: a matching suffix, else nothing), or a
+        // divergent old suffix would come back on restart.
+        self.persist_entries_from(ctx, snapshot.last_index + 1);
         self.snapshot = Some((snapshot.clone(), receiving.data));
         self.restored = Some(snapshot);
         respond(self, ctx, total, true);
@@ -1060,6 +1086,10 @@ impl Raft {
     fn persist_entries_from(&mut self, ctx: &mut Ctx<'_>, from: u64) {
         let entries: Vec<Entry> = self.entries_from(from).cloned().collect();
         self.persisted_index = self.persisted_index.min(from.saturating_sub(1));
+        // Earlier persists still in flight no longer cover what this one replaces.
+        for (_, index) in &mut self.unconfirmed {
+            *index = (*index).min(from.saturating_sub(1));
+        }
         let seq = ctx.outbox.persist(PersistState::Entries { from, entries });
         self.unconfirmed.push_back((seq, self.log.last_index()));
     }

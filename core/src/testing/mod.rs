@@ -50,6 +50,7 @@
 //! ```
 
 mod checks;
+mod invariants;
 mod net;
 mod queue;
 mod sim;
@@ -57,6 +58,10 @@ mod storage;
 mod trace;
 
 pub use checks::{NotConverged, assert_no_live_member_failed, live_members_declared_failed};
+pub use invariants::{
+    Invariants, LeaderSource, Liveness, MemberState, NoLiveMemberFailed, OneLeaderPerTerm, StableOnce, ViewAgreement,
+    ViewSource, Violation,
+};
 pub use net::{ChannelCounters, Counters, NetConfig, PORT, default_addr};
 pub use sim::Sim;
 pub use storage::{Disk, DiskConfig, Storage};

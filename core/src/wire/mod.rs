@@ -68,6 +68,9 @@ pub enum Body {
     Raft(raft::Message),
     /// Views: acks to the leader.
     View(rebalance::Message),
+    /// Sent by a recovered member to an old member of the cluster it
+    /// replaced: the envelope's uuid is the new cluster; the receiver fences itself.
+    Recovered,
 }
 
 impl Body {
@@ -81,6 +84,7 @@ impl Body {
             Body::Membership(message) => message.kind(),
             Body::Raft(message) => message.kind(),
             Body::View(message) => message.kind(),
+            Body::Recovered => "recovered",
         }
     }
 }

@@ -186,6 +186,8 @@ impl<I: Io> FileStorage<I> {
             Record::Write(PersistState::BootId(state.boot_id)),
             Record::Write(PersistState::ClusterUuid(state.cluster_uuid)),
             Record::Write(PersistState::HardState { term: state.raft.term, vote: state.raft.vote }),
+            Record::Write(PersistState::ReplacedUuid(state.replaced_uuid)),
+            Record::Write(PersistState::FencedBy(state.fenced_by)),
         ];
         if let Some(snapshot) = &state.raft.snapshot {
             records.push(Record::Write(PersistState::Snapshot(snapshot.clone())));
