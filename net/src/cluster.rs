@@ -3,6 +3,7 @@
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use std::num::NonZeroU32;
 use std::path::PathBuf;
@@ -16,6 +17,8 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use crate::blocking::run_blocking;
+use crate::discovery::Discovery;
 use crate::driver::{Driver, Request, Snapshot};
 use crate::storage::{FileStorage, MemoryStorage, Storage, StorageError};
 use crate::transport::{Transport, TransportCounters};
@@ -41,6 +44,14 @@ impl Profile {
         match self {
             Profile::Lan => Config::lan(cluster),
             Profile::Fast => Config::fast(cluster),
+        }
+    }
+
+    /// How often discovery is asked again.
+    fn refresh_interval(self) -> Duration {
+        match self {
+            Profile::Lan => Duration::from_secs(30),
+            Profile::Fast => Duration::from_secs(5),
         }
     }
 }
@@ -93,6 +104,8 @@ pub struct Builder {
     tags: Tags,
     profile: Profile,
     storage: Option<Box<dyn Storage>>,
+    discovery: Option<Box<dyn Discovery>>,
+    refresh_interval: Option<Duration>,
     bootstrap: Option<Bootstrap>,
     bootstrap_expect_zero: bool,
     allow_ephemeral_voters: bool,
@@ -109,6 +122,8 @@ impl Default for Builder {
             tags: Tags::new(),
             profile: Profile::default(),
             storage: None,
+            discovery: None,
+            refresh_interval: None,
             bootstrap: None,
             bootstrap_expect_zero: false,
             allow_ephemeral_voters: false,
@@ -168,6 +183,19 @@ impl Builder {
         self.storage(FileStorage::open(dir))
     }
 
+    /// Find other members through `discovery`, asked at start and then every
+    /// refresh interval (30 s with [`Profile::Lan`], 5 s with [`Profile::Fast`]).
+    pub fn discovery(mut self, discovery: impl Discovery) -> Self {
+        self.discovery = Some(Box::new(discovery));
+        self
+    }
+
+    /// How often discovery is asked again.
+    pub fn refresh_interval(mut self, interval: Duration) -> Self {
+        self.refresh_interval = Some(interval);
+        self
+    }
+
     /// Keep durable state in a store of your own.
     pub fn storage(mut self, storage: impl Storage) -> Self {
         self.storage = Some(Box::new(storage));
@@ -208,13 +236,12 @@ impl Builder {
         config.voters.allow_ephemeral_voters = self.allow_ephemeral_voters;
         config.validate()?;
         let storage: Box<dyn Storage> = self.storage.unwrap_or_else(|| Box::new(MemoryStorage::new()));
-        let (storage, loaded) = tokio::task::spawn_blocking(move || {
+        let (storage, loaded) = run_blocking(move || {
             let mut storage = storage;
             let loaded = storage.load();
             (storage, loaded)
         })
-        .await
-        .expect("loading storage does not panic");
+        .await;
         let loaded = loaded?;
         let (transport, inbound) =
             Transport::bind(self.bind).await.map_err(|source| Error::Bind { addr: self.bind, source })?;
@@ -248,7 +275,10 @@ impl Builder {
             published_commit: 0,
         };
         let task = tokio::spawn(driver.run());
-        let cluster = Cluster { id, name, advertise, requests, snapshot, events, counters, task };
+        let refresh = self.refresh_interval.unwrap_or_else(|| self.profile.refresh_interval());
+        let discovery_task =
+            self.discovery.map(|discovery| tokio::spawn(poll_discovery(discovery, refresh, requests.clone())));
+        let cluster = Cluster { id, name, advertise, requests, snapshot, events, counters, task, discovery_task };
         if !self.join.is_empty() {
             cluster.request(Request::Join(self.join)).await?;
         }
@@ -268,11 +298,32 @@ pub struct Cluster {
     events: broadcast::Sender<Event>,
     counters: Arc<TransportCounters>,
     task: JoinHandle<()>,
+    discovery_task: Option<JoinHandle<()>>,
 }
 
 impl Drop for Cluster {
     fn drop(&mut self) {
         self.task.abort();
+        if let Some(task) = &self.discovery_task {
+            task.abort();
+        }
+    }
+}
+
+/// Asks `discovery` now and every `refresh`, handing each answer to the
+/// member; ends when the member stops.
+async fn poll_discovery(discovery: Box<dyn Discovery>, refresh: Duration, requests: mpsc::Sender<Request>) {
+    loop {
+        match discovery.peers().await {
+            Ok(addrs) => {
+                tracing::debug!(found = addrs.len(), "discovery answered");
+                if requests.send(Request::Discovered(addrs)).await.is_err() {
+                    return;
+                }
+            }
+            Err(error) => tracing::warn!(%error, ?discovery, "discovery failed; keeping the previous seeds"),
+        }
+        tokio::time::sleep(refresh).await;
     }
 }
 

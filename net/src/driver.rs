@@ -14,6 +14,7 @@ use quorate_core::{Channel, Event, Input, MemberId, MemberInfo, Node, Output, Ta
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::time::{Instant, sleep_until};
 
+use crate::blocking::run_blocking;
 use crate::storage::Storage;
 use crate::transport::{Inbound, Transport};
 
@@ -23,6 +24,8 @@ pub(crate) enum Request {
     SetTags(Tags),
     /// Any other core command (acks, leadership transfer).
     Command(quorate_core::Command),
+    /// Discovery's latest answer.
+    Discovered(Vec<SocketAddr>),
     /// Leave gracefully; answered once the leave completed.
     Leave(oneshot::Sender<()>),
     /// Stop without leaving; answered once stopped.
@@ -124,6 +127,7 @@ impl Driver {
             Request::Join(addrs) => self.node.handle(now, Input::Command(quorate_core::Command::Join(addrs))),
             Request::SetTags(tags) => self.node.handle(now, Input::Command(quorate_core::Command::SetTags(tags))),
             Request::Command(command) => self.node.handle(now, Input::Command(command)),
+            Request::Discovered(addrs) => self.node.handle(now, Input::Discovered(addrs)),
             Request::Leave(done) => {
                 self.leave_waiters.push(done);
                 self.node.handle(now, Input::Command(quorate_core::Command::Leave));
@@ -185,12 +189,11 @@ impl Driver {
     /// Makes `writes` durable off the runtime's threads (fsync blocks).
     async fn persist(&mut self, writes: Vec<quorate_core::PersistState>) -> Result<(), crate::storage::StorageError> {
         let mut storage = self.storage.take().expect("storage is back between persists");
-        let (storage, result) = tokio::task::spawn_blocking(move || {
+        let (storage, result) = run_blocking(move || {
             let result = storage.persist(&writes);
             (storage, result)
         })
-        .await
-        .expect("the persist task does not panic");
+        .await;
         self.storage = Some(storage);
         result
     }

@@ -33,7 +33,9 @@
 
 #![deny(missing_docs)]
 
+mod blocking;
 mod cluster;
+pub mod discovery;
 mod driver;
 pub mod framing;
 pub mod storage;

@@ -275,7 +275,7 @@ fn valid_record_after(bytes: &[u8], from: usize) -> bool {
     (from..bytes.len()).any(|offset| record_at(bytes, offset).is_ok())
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(madsim)))]
 pub(super) mod tests_support {
     /// A header record claiming `format`, for the format test.
     pub(in crate::storage) fn header_record(format: u32) -> Vec<u8> {
