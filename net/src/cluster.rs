@@ -20,6 +20,7 @@ use tokio::time::Instant;
 use crate::blocking::run_blocking;
 use crate::discovery::Discovery;
 use crate::driver::{Driver, Request, Snapshot};
+use crate::stats::Stats;
 use crate::storage::{FileStorage, MemoryStorage, Storage, StorageError};
 use crate::transport::{Transport, TransportCounters};
 
@@ -256,7 +257,7 @@ impl Builder {
         let durable = storage.is_durable();
         let identity = Identity { id, name: name.clone(), addr: advertise, tags: self.tags, durable };
         let node = Node::new(config, identity, rand::rng().random(), loaded.recovered, quorate_core::Instant::ZERO)?;
-        let initial = Snapshot::of(&node);
+        let initial = Snapshot::of(&node, &Stats::default());
         let (snapshot_tx, snapshot) = watch::channel(initial);
         let (events, _) = broadcast::channel(EVENT_BACKLOG);
         let (requests, requests_rx) = mpsc::channel(REQUEST_QUEUE);
@@ -273,6 +274,7 @@ impl Builder {
             leave_complete: false,
             storage: Some(storage),
             published_commit: 0,
+            stats: Stats::default(),
         };
         let task = tokio::spawn(driver.run());
         let refresh = self.refresh_interval.unwrap_or_else(|| self.profile.refresh_interval());
@@ -440,6 +442,21 @@ impl Cluster {
     /// A stream of every [`Event`] from now on.
     pub fn events(&self) -> broadcast::Receiver<Event> {
         self.events.subscribe()
+    }
+
+    /// This process's boot id (raised on every start with the same data dir).
+    pub fn boot_id(&self) -> u64 {
+        self.snapshot.borrow().boot_id
+    }
+
+    /// The core's traffic counters: messages sent, received and refused.
+    pub fn metrics(&self) -> quorate_core::Metrics {
+        self.snapshot.borrow().metrics.clone()
+    }
+
+    /// Leader changes and rebalance latencies.
+    pub fn stats(&self) -> Stats {
+        self.snapshot.borrow().stats.clone()
     }
 
     /// Counters of what the transport dropped.

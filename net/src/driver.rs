@@ -15,6 +15,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::time::{Instant, sleep_until};
 
 use crate::blocking::run_blocking;
+use crate::stats::Stats;
 use crate::storage::Storage;
 use crate::transport::{Inbound, Transport};
 
@@ -42,10 +43,13 @@ pub(crate) struct Snapshot {
     pub(crate) view: Option<View>,
     pub(crate) stable: bool,
     pub(crate) active: bool,
+    pub(crate) boot_id: u64,
+    pub(crate) metrics: quorate_core::Metrics,
+    pub(crate) stats: Stats,
 }
 
 impl Snapshot {
-    pub(crate) fn of(node: &Node) -> Self {
+    pub(crate) fn of(node: &Node, stats: &Stats) -> Self {
         Snapshot {
             joined: node.is_joined(),
             members: node.members().cloned().collect(),
@@ -54,6 +58,9 @@ impl Snapshot {
             view: node.view().cloned(),
             stable: node.is_stable(),
             active: node.is_active(),
+            boot_id: node.boot_id(),
+            metrics: node.metrics().clone(),
+            stats: stats.clone(),
         }
     }
 }
@@ -73,6 +80,7 @@ pub(crate) struct Driver {
     pub(crate) storage: Option<Box<dyn Storage>>,
     /// The commit index of the last published snapshot.
     pub(crate) published_commit: u64,
+    pub(crate) stats: Stats,
 }
 
 impl Driver {
@@ -160,6 +168,13 @@ impl Driver {
                     }
                     Output::Event(event) => {
                         membership_changed = true;
+                        let elapsed = Instant::now().saturating_duration_since(self.origin);
+                        match &event {
+                            Event::LeaderChanged { .. } => self.stats.leader_changes += 1,
+                            Event::Rebalance(view) => self.stats.view_delivered(view.epoch, elapsed),
+                            Event::ClusterStable { epoch } => self.stats.view_stable(*epoch, elapsed),
+                            _ => {}
+                        }
                         if event == Event::LeaveComplete {
                             self.leave_complete = true;
                             for waiter in self.leave_waiters.drain(..) {
@@ -199,6 +214,6 @@ impl Driver {
     }
 
     fn publish(&self) {
-        self.snapshot.send_replace(Snapshot::of(&self.node));
+        self.snapshot.send_replace(Snapshot::of(&self.node, &self.stats));
     }
 }

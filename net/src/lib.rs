@@ -33,11 +33,14 @@
 
 #![deny(missing_docs)]
 
+#[cfg(not(madsim))]
+pub mod admin;
 mod blocking;
 mod cluster;
 pub mod discovery;
 mod driver;
 pub mod framing;
+pub mod stats;
 pub mod storage;
 mod transport;
 

@@ -1,7 +1,6 @@
-//! The `quorate` command: `quorate demo` runs a live local cluster.
-//!
-//! The operator commands (`agent`, `status`, `members`, `recover`) arrive
-//! with the rest of the adapter.
+//! The `quorate` command: `agent` runs a member, `status` and `members` ask
+//! one through its admin API, `recover` rescues a cluster that lost quorum for
+//! good, and `demo` runs a live local cluster.
 
 #[cfg(madsim)]
 fn main() {
@@ -13,8 +12,16 @@ fn main() -> std::process::ExitCode {
     use clap::Parser;
 
     let cli = cli::Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let json = matches!(&cli.command, cli::Command::Agent(args) if args.log_format == cli::LogFormat::Json);
+    let default_level = if matches!(cli.command, cli::Command::Agent(_)) { "info" } else { "warn" };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default_level.into());
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(colour);
+    if json {
+        logs.json().init();
+    } else {
+        logs.init();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -22,8 +29,14 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(match cli.command {
-        cli::Command::Demo(args) => demo::run(args),
+    let result = runtime.block_on(async move {
+        match cli.command {
+            cli::Command::Demo(args) => demo::run(args).await,
+            cli::Command::Agent(args) => agent::run(*args).await,
+            cli::Command::Status(args) => client::status(args),
+            cli::Command::Members(args) => client::members(args),
+            cli::Command::Recover(args) => recover::run(args).await,
+        }
     });
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -35,8 +48,12 @@ fn main() -> std::process::ExitCode {
 }
 
 #[cfg(not(madsim))]
+type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+#[cfg(not(madsim))]
 mod cli {
-    use std::net::IpAddr;
+    use std::net::{IpAddr, SocketAddr};
+    use std::path::PathBuf;
 
     use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -53,6 +70,15 @@ mod cli {
         /// Run a live cluster on this machine and walk through failure
         /// detection, restart and graceful leave, then keep it running.
         Demo(DemoArgs),
+        /// Run one member. SIGINT or SIGTERM leaves gracefully; a second one exits at once.
+        Agent(Box<AgentArgs>),
+        /// Show a member's view of the cluster (through its --http address).
+        Status(ClientArgs),
+        /// List the members a member knows (through its --http address).
+        Members(ClientArgs),
+        /// Recover from a permanent loss of quorum: make the member whose data
+        /// dir this is the only voter of a new cluster.
+        Recover(RecoverArgs),
     }
 
     #[derive(Args, Debug)]
@@ -77,12 +103,369 @@ mod cli {
         pub quiet: bool,
     }
 
+    #[derive(Args, Debug)]
+    pub struct AgentArgs {
+        /// The cluster's name; members of other names are refused.
+        #[arg(long, default_value = "quorate")]
+        pub cluster: String,
+        /// This member's name.
+        #[arg(long)]
+        pub name: String,
+        /// Address to listen on, UDP and TCP.
+        #[arg(long)]
+        pub bind: SocketAddr,
+        /// Address other members reach this one at (default: the bind address).
+        #[arg(long)]
+        pub advertise: Option<SocketAddr>,
+        /// A member to join through, HOST:PORT; repeatable, any one reachable is enough.
+        #[arg(long)]
+        pub join: Vec<String>,
+        /// Where to find members: static:ADDR[,ADDR...], dns:HOST:PORT, srv:NAME[@DNS-SERVER:PORT] or file:PATH.
+        #[arg(long)]
+        pub discovery: Option<String>,
+        /// Where durable state lives (default ./NAME.quorate).
+        #[arg(long)]
+        pub data_dir: Option<PathBuf>,
+        /// A tag, KEY=VALUE; repeatable.
+        #[arg(long = "tag", value_parser = parse_tag)]
+        pub tags: Vec<(String, String)>,
+        /// Serve the admin HTTP API on this address.
+        #[arg(long)]
+        pub http: Option<SocketAddr>,
+        /// Bootstrap a new cluster with exactly this many members, all started alike.
+        #[arg(long, conflicts_with = "bootstrap", value_parser = clap::value_parser!(u32).range(1..))]
+        pub bootstrap_expect: Option<u32>,
+        /// Bootstrap a cluster of this member alone.
+        #[arg(long)]
+        pub bootstrap: bool,
+        /// Timing profile.
+        #[arg(long, value_enum, default_value_t = ProfileArg::Lan)]
+        pub profile: ProfileArg,
+        /// Log format.
+        #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+        pub log_format: LogFormat,
+    }
+
+    #[derive(Args, Debug)]
+    pub struct ClientArgs {
+        /// The member's admin HTTP address.
+        #[arg(long)]
+        pub http: SocketAddr,
+        /// Print the JSON the member returned.
+        #[arg(long)]
+        pub json: bool,
+    }
+
+    #[derive(Args, Debug)]
+    pub struct RecoverArgs {
+        /// The stopped member's data dir.
+        #[arg(long)]
+        pub data_dir: PathBuf,
+        /// Confirm: the other members must never rejoin with their current data dirs.
+        #[arg(long)]
+        pub yes: bool,
+    }
+
     #[derive(Clone, Copy, Debug, ValueEnum)]
     pub enum ProfileArg {
         /// The default for real deployments (500 ms protocol period).
         Lan,
         /// Five times faster (100 ms protocol period).
         Fast,
+    }
+
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+    pub enum LogFormat {
+        /// Human-readable lines.
+        Text,
+        /// One JSON object per line.
+        Json,
+    }
+
+    fn parse_tag(text: &str) -> Result<(String, String), String> {
+        match text.split_once('=') {
+            Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
+            _ => Err(format!("expected KEY=VALUE, found {text:?}")),
+        }
+    }
+}
+
+#[cfg(not(madsim))]
+fn profile(arg: cli::ProfileArg) -> quorate::Profile {
+    match arg {
+        cli::ProfileArg::Lan => quorate::Profile::Lan,
+        cli::ProfileArg::Fast => quorate::Profile::Fast,
+    }
+}
+
+#[cfg(not(madsim))]
+mod agent {
+    use std::net::SocketAddr;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use quorate::Event;
+
+    use crate::Result;
+    use crate::cli::AgentArgs;
+
+    /// How long a graceful leave on a signal may take before the agent exits anyway.
+    const LEAVE_LIMIT: Duration = Duration::from_secs(30);
+
+    pub async fn run(args: AgentArgs) -> Result<()> {
+        let mut join = Vec::new();
+        for target in &args.join {
+            let found: Vec<SocketAddr> = tokio::net::lookup_host(target.as_str())
+                .await
+                .map_err(|error| format!("--join {target}: {error}"))?
+                .collect();
+            join.extend(found);
+        }
+        let data_dir = args.data_dir.clone().unwrap_or_else(|| format!("{}.quorate", args.name).into());
+        let mut builder = quorate::Cluster::builder()
+            .cluster(args.cluster.as_str())
+            .node(args.name.as_str())
+            .bind(args.bind)
+            .profile(crate::profile(args.profile))
+            .data_dir(&data_dir)
+            .join(join);
+        if let Some(advertise) = args.advertise {
+            builder = builder.advertise(advertise);
+        }
+        for (key, value) in &args.tags {
+            builder = builder.tag(key.as_str(), value.as_str())?;
+        }
+        if let Some(spec) = &args.discovery {
+            builder = builder.discovery(quorate::discovery::parse(spec)?);
+        }
+        if let Some(expect) = args.bootstrap_expect {
+            builder = builder.bootstrap_expect(expect);
+        } else if args.bootstrap {
+            builder = builder.bootstrap();
+        }
+        let cluster = Arc::new(builder.start().await?);
+        tracing::info!(
+            name = cluster.name(),
+            id = %cluster.id(),
+            addr = %cluster.addr(),
+            data_dir = %data_dir.display(),
+            boot_id = cluster.boot_id(),
+            "agent started"
+        );
+        let _admin = match args.http {
+            Some(addr) => {
+                let server =
+                    quorate::admin::serve(cluster.clone(), addr).await.map_err(|e| format!("--http {addr}: {e}"))?;
+                tracing::info!(http = %server.addr(), "admin API listening");
+                Some(server)
+            }
+            None => None,
+        };
+        // The agent runs no application: it acks every view at once.
+        cluster.on_rebalance(|view, done| {
+            tracing::info!(epoch = view.epoch, members = view.members.len(), "rebalance: acking");
+            done.ack();
+        });
+        let mut events = cluster.events();
+        let printer = tokio::spawn(async move {
+            while let Ok(event) = events.recv().await {
+                log_event(&event);
+            }
+        });
+        shutdown_signal().await;
+        tracing::info!("leaving gracefully (a second signal exits at once)");
+        let leaving = cluster.clone();
+        tokio::select! {
+            biased;
+            () = shutdown_signal() => {
+                tracing::warn!("second signal: exiting without finishing the leave");
+                std::process::exit(130);
+            }
+            left = tokio::time::timeout(LEAVE_LIMIT, leaving.leave()) => match left {
+                Ok(Ok(())) => tracing::info!("left the cluster"),
+                Ok(Err(error)) => tracing::warn!(%error, "leave failed"),
+                Err(_) => tracing::warn!("leave did not finish in {LEAVE_LIMIT:?}; exiting"),
+            },
+        }
+        printer.abort();
+        Ok(())
+    }
+
+    async fn shutdown_signal() {
+        let interrupt = tokio::signal::ctrl_c();
+        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(terminate) => terminate,
+            Err(error) => {
+                tracing::warn!(%error, "cannot watch SIGTERM; only SIGINT stops the agent");
+                let _ = interrupt.await;
+                return;
+            }
+        };
+        tokio::select! {
+            biased;
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+
+    fn log_event(event: &Event) {
+        match event {
+            Event::Joined => tracing::info!("joined: reached another member"),
+            Event::MemberJoined(m) => tracing::info!(member = %m.name, id = %m.id, addr = %m.addr, "member joined"),
+            Event::MemberRestarted(m) => tracing::info!(member = %m.name, boot_id = m.boot_id, "member restarted"),
+            Event::MemberUpdated(m) => tracing::debug!(member = %m.name, "member updated"),
+            Event::MemberSuspected(m) => tracing::info!(member = %m.name, "member suspected"),
+            Event::MemberRecovered(m) => tracing::info!(member = %m.name, "member refuted the suspicion"),
+            Event::MemberFailed(m) => tracing::warn!(member = %m.name, id = %m.id, "member failed"),
+            Event::MemberLeft(m) => tracing::info!(member = %m.name, "member left"),
+            Event::MemberReaped(id) => tracing::debug!(%id, "member forgotten"),
+            Event::NameConflict { name, other } => tracing::error!(%name, %other, "another member uses this name"),
+            Event::Bootstrapped { uuid, voters } => {
+                tracing::info!(?uuid, voters = voters.len(), "bootstrapped a new cluster")
+            }
+            Event::BootstrapRefused { reason } => tracing::warn!(%reason, "not bootstrapping"),
+            Event::JoinedCluster { uuid } => tracing::info!(?uuid, "joined the cluster"),
+            Event::LeaderChanged { leader, term } => tracing::info!(leader = ?leader, term, "leader changed"),
+            Event::Rebalance(view) => tracing::debug!(epoch = view.epoch, "new view"),
+            Event::ClusterStable { epoch } => tracing::info!(epoch, "cluster stable (as leader)"),
+            Event::LeaveComplete => tracing::info!("leave complete"),
+            Event::Fenced { by } => {
+                tracing::error!(?by, "fenced: this member's cluster was recovered elsewhere; wipe its data dir")
+            }
+        }
+    }
+}
+
+#[cfg(not(madsim))]
+mod client {
+    use std::fmt::Write as _;
+    use std::io::Write as _;
+
+    use serde_json::Value;
+
+    use crate::Result;
+    use crate::cli::ClientArgs;
+
+    fn get(args: &ClientArgs, path: &str) -> Result<Value> {
+        let url = format!("http://{}{path}", args.http);
+        let value = ureq::get(&url)
+            .call()
+            .map_err(|error| format!("{url}: {error}"))?
+            .body_mut()
+            .read_json::<Value>()
+            .map_err(|error| format!("{url}: {error}"))?;
+        Ok(value)
+    }
+
+    fn text(value: &Value) -> String {
+        match value {
+            Value::String(text) => text.clone(),
+            Value::Null => "-".to_owned(),
+            other => other.to_string(),
+        }
+    }
+
+    pub fn status(args: ClientArgs) -> Result<()> {
+        let status = get(&args, "/v1/status")?;
+        if args.json {
+            return emit(serde_json::to_string_pretty(&status)? + "\n");
+        }
+        let view: Vec<String> = status["view"].as_array().map(|v| v.iter().map(text).collect()).unwrap_or_default();
+        let this_member = if status["is_leader"] == true { ", this member" } else { "" };
+        let mut out = String::new();
+        let _ = writeln!(out, "name      {} ({})", text(&status["name"]), text(&status["id"]));
+        let _ = writeln!(out, "address   {}", text(&status["addr"]));
+        let _ = writeln!(out, "boot      {}", text(&status["boot_id"]));
+        let _ = writeln!(out, "leader    {} (term {}){this_member}", text(&status["leader"]), text(&status["term"]));
+        let _ = writeln!(out, "view      epoch {}: {}", text(&status["epoch"]), view.join(", "));
+        let _ = writeln!(out, "stable    {}", text(&status["stable"]));
+        let _ = writeln!(out, "active    {}\n", text(&status["active"]));
+        members_table(&mut out, status["members"].as_array().map(Vec::as_slice).unwrap_or_default());
+        emit(out)
+    }
+
+    pub fn members(args: ClientArgs) -> Result<()> {
+        let members = get(&args, "/v1/members")?;
+        if args.json {
+            return emit(serde_json::to_string_pretty(&members)? + "\n");
+        }
+        let mut out = String::new();
+        members_table(&mut out, members.as_array().map(Vec::as_slice).unwrap_or_default());
+        emit(out)
+    }
+
+    fn members_table(out: &mut String, members: &[Value]) {
+        let _ = writeln!(out, "{:<20} {:<22} {:<8} {:<14} TAGS", "NAME", "ADDRESS", "STATE", "ID");
+        for member in members {
+            let tags: Vec<String> = member["tags"]
+                .as_object()
+                .map(|tags| tags.iter().map(|(k, v)| format!("{k}={}", text(v))).collect())
+                .unwrap_or_default();
+            let (name, addr, state, id) =
+                (text(&member["name"]), text(&member["addr"]), text(&member["state"]), text(&member["id"]));
+            let _ = writeln!(out, "{name:<20} {addr:<22} {state:<8} {id:<14} {}", tags.join(","));
+        }
+    }
+
+    /// Writes to stdout; a reader that went away (`| head`) is not an error.
+    fn emit(text: String) -> Result<()> {
+        match std::io::stdout().lock().write_all(text.as_bytes()) {
+            Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+            other => Ok(other?),
+        }
+    }
+}
+
+#[cfg(not(madsim))]
+mod recover {
+    use quorate::storage::{FileStorage, Storage};
+    use quorate_core::{Config, Identity, Instant, Node, Output};
+
+    use crate::Result;
+    use crate::cli::RecoverArgs;
+
+    pub async fn run(args: RecoverArgs) -> Result<()> {
+        eprintln!("WARNING: recovery makes this member the only voter of a NEW cluster.");
+        eprintln!("Use it only after a permanent loss of quorum. The old members are refused from then on,");
+        eprintln!("and any old member that hears from this one fences itself; wipe their data dirs before");
+        eprintln!("they rejoin. Never run it on more than one member.");
+        if !args.yes {
+            return Err("not recovering without --yes".into());
+        }
+        let dir = args.data_dir.clone();
+        let mut storage = FileStorage::open(&dir);
+        let loaded = storage.load()?;
+        if loaded.recovered.raft.snapshot.is_none() && loaded.recovered.raft.entries.is_empty() {
+            return Err(format!("{} holds no Raft state: nothing to recover", dir.display()).into());
+        }
+        let old_uuid = loaded.recovered.cluster_uuid;
+        let mut recovered = loaded.recovered;
+        recovered.force_new_cluster = true;
+        // The cluster name only reaches envelopes; nothing of it is stored.
+        let identity = Identity {
+            id: loaded.member_id,
+            name: "recovery".parse()?,
+            addr: "127.0.0.1:1".parse()?,
+            tags: Default::default(),
+            durable: true,
+        };
+        let mut node = Node::new(Config::lan("quorate"), identity, 0, recovered, Instant::ZERO)?;
+        let writes: Vec<_> = std::iter::from_fn(|| node.poll())
+            .filter_map(|output| match output {
+                Output::Persist(persist) => Some(persist.state),
+                _ => None,
+            })
+            .collect();
+        storage.persist(&writes)?;
+        println!(
+            "Recovered {}: member {} is now the only voter of cluster {:?} (was {:?}).",
+            dir.display(),
+            loaded.member_id,
+            node.cluster_uuid(),
+            old_uuid
+        );
+        println!("Start it normally; it keeps its log and views.");
+        Ok(())
     }
 }
 
@@ -94,9 +477,8 @@ mod demo {
     use quorate::{Cluster, Event, MemberId, Profile, State};
     use tokio::time::Instant;
 
-    use crate::cli::{DemoArgs, ProfileArg};
-
-    type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
+    use crate::Result;
+    use crate::cli::DemoArgs;
 
     /// How long any step may take before the demo says the cluster is unwell.
     const STEP_LIMIT: Duration = Duration::from_secs(60);
@@ -112,10 +494,7 @@ mod demo {
     }
 
     pub async fn run(args: DemoArgs) -> Result<()> {
-        let profile = match args.profile {
-            ProfileArg::Lan => Profile::Lan,
-            ProfileArg::Fast => Profile::Fast,
-        };
+        let profile = crate::profile(args.profile);
         let count = usize::from(args.members);
         let expect = u32::from(args.members.min(5));
         let mut demo = Demo { started: Instant::now(), profile, quiet: args.quiet, expect, members: Vec::new() };
