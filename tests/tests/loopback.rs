@@ -1,6 +1,8 @@
 //! Members over real loopback sockets: the tokio adapter end to end.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use quorate::{Cluster, Error, Event, State};
@@ -58,7 +60,7 @@ async fn hostile_bytes_are_refused_and_the_member_keeps_working() {
     tcp.write_all(&(limits::MAX_FRAME_BYTES as u32 + 1).to_le_bytes()).await.unwrap();
     tcp.flush().await.unwrap();
     eventually("the oversized frame is refused", LIMIT, || {
-        members[1].transport_counters().frames_refused.load(std::sync::atomic::Ordering::Relaxed) == 1
+        members[1].transport_counters().frames_refused.load(Ordering::Relaxed) == 1
     })
     .await;
 
@@ -111,4 +113,103 @@ async fn bad_builder_input_is_a_clear_error() {
 
     let tag = Cluster::builder().node("c").tag("big", "v".repeat(limits::MAX_TAGS_BYTES + 1));
     assert!(matches!(tag, Err(Error::Tag(_))));
+}
+
+/// A bootstrapped cluster of `count` in-memory members (ephemeral voters
+/// allowed, as in the demo), all joined through the first.
+async fn raft_cluster(count: usize) -> Vec<Cluster> {
+    let mut members: Vec<Cluster> = Vec::new();
+    for index in 0..count {
+        let seed = members.first().map(Cluster::addr);
+        let member = Cluster::builder()
+            .cluster("raft")
+            .node(format!("r{index}"))
+            .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .profile(quorate::Profile::Fast)
+            .bootstrap_expect(count as u32)
+            .allow_ephemeral_voters(true)
+            .join(seed)
+            .start()
+            .await
+            .unwrap();
+        member.on_rebalance(|_, done| done.ack());
+        members.push(member);
+    }
+    members
+}
+
+/// One leader known to all, and one stable view of exactly these members.
+fn settled(members: &[&Cluster]) -> bool {
+    let mut ids: Vec<_> = members.iter().map(|m| m.id()).collect();
+    ids.sort();
+    let leader = members[0].leader();
+    leader.is_some()
+        && members.iter().all(|m| {
+            m.leader() == leader && m.is_stable() && m.view().is_some_and(|v| v.ids().collect::<Vec<_>>() == ids)
+        })
+}
+
+#[tokio::test]
+async fn five_members_reach_a_stable_view_and_only_the_leader_runs_on_cluster_stable() {
+    let members = raft_cluster(5).await;
+    let stable_calls: Vec<Arc<AtomicUsize>> = members
+        .iter()
+        .map(|member| {
+            let calls = Arc::new(AtomicUsize::new(0));
+            let counter = calls.clone();
+            member.on_cluster_stable(move |_| {
+                counter.fetch_add(1, Ordering::SeqCst);
+            });
+            calls
+        })
+        .collect();
+    eventually("one stable view of all five", LIMIT, || settled(&members.iter().collect::<Vec<_>>())).await;
+    // The callback is asynchronous: give the leader's a moment to land.
+    let leader = members.iter().position(|m| m.is_leader()).unwrap();
+    eventually("the leader's on_cluster_stable ran", LIMIT, || stable_calls[leader].load(Ordering::SeqCst) > 0).await;
+    for (index, calls) in stable_calls.iter().enumerate() {
+        if index != leader {
+            assert_eq!(calls.load(Ordering::SeqCst), 0, "r{index} is not the leader but ran on_cluster_stable");
+        }
+    }
+    assert!(members.iter().all(|m| m.is_active() && m.primaries().len() == 5));
+}
+
+#[tokio::test]
+async fn killing_the_leader_elects_a_new_one_and_a_stable_view_without_it() {
+    let mut members = raft_cluster(5).await;
+    eventually("a stable view of all five", LIMIT, || settled(&members.iter().collect::<Vec<_>>())).await;
+    let leader = members.iter().position(|m| m.is_leader()).unwrap();
+    let old = members.remove(leader);
+    let (old_id, old_term) = (old.id(), old.term());
+    drop(old); // a crash: no goodbye
+    eventually("a new leader and a stable view of the survivors", LIMIT, || {
+        settled(&members.iter().collect::<Vec<_>>())
+    })
+    .await;
+    assert!(members.iter().all(|m| m.leader() != Some(old_id) && m.term() > old_term));
+}
+
+#[tokio::test]
+async fn a_leaving_leader_hands_over_leadership_first_and_is_never_reported_failed() {
+    let mut members = raft_cluster(3).await;
+    eventually("a stable view of all three", LIMIT, || settled(&members.iter().collect::<Vec<_>>())).await;
+    let mut events: Vec<_> = members.iter().map(Cluster::events).collect();
+    let leader = members.iter().position(|m| m.is_leader()).unwrap();
+    let leaving = members.remove(leader);
+    let leaving_id = leaving.id();
+    leaving.leave().await.unwrap();
+    // By the time the leave completed, leadership had moved and the voter seat was given up.
+    assert!(
+        members.iter().all(|m| m.leader().is_some_and(|l| l != leaving_id)),
+        "leadership moved before the leave ended"
+    );
+    eventually("a stable view of the two that stay", LIMIT, || settled(&members.iter().collect::<Vec<_>>())).await;
+    for receiver in &mut events {
+        while let Ok(event) = receiver.try_recv() {
+            if let quorate::Event::MemberFailed(info) = event {
+                assert_ne!(info.id, leaving_id, "a graceful leave was reported as a failure");
+            }
+        }
+    }
 }
