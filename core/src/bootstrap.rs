@@ -93,6 +93,11 @@ pub fn decide(expect: usize, in_sight: &[(MemberId, ClusterClaim)]) -> Decision 
     if let Some((id, _)) = in_sight.iter().find(|(_, claim)| matches!(claim, ClusterClaim::Member(_))) {
         return Decision::JoinExisting(*id);
     }
+    // Members that will only join never bootstrap: they neither count nor
+    // need to agree; they join once the cluster exists.
+    let in_sight: Vec<(MemberId, ClusterClaim)> =
+        in_sight.iter().copied().filter(|(_, claim)| !matches!(claim, ClusterClaim::Joining)).collect();
+    let in_sight = in_sight.as_slice();
     let mut ids: Vec<MemberId> = in_sight.iter().map(|(id, _)| *id).collect();
     ids.sort();
     ids.dedup();
@@ -138,6 +143,14 @@ mod tests {
         let mut other_expect = expecting(&[1, 2, 3], 3, &[1, 2, 3]);
         other_expect[0].1 = ClusterClaim::Expecting { expect: 5, seen: digest(&ids(&[1, 2, 3])) };
         assert_eq!(decide(3, &other_expect), Decision::Wait, "a different bootstrap_expect never agrees");
+    }
+
+    #[test]
+    fn members_that_only_join_neither_count_nor_block_agreement() {
+        let mut in_sight = expecting(&[1, 2, 3], 3, &[1, 2, 3]);
+        in_sight.push((MemberId::from_u128(8), ClusterClaim::Joining));
+        in_sight.push((MemberId::from_u128(9), ClusterClaim::Joining));
+        assert_eq!(decide(3, &in_sight), Decision::Bootstrap(ids(&[1, 2, 3])));
     }
 
     #[test]

@@ -290,7 +290,14 @@ impl Node {
             Bootstrap::Alone => return self.bootstrap_with(now, vec![self.id()]),
             Bootstrap::Expect(expect) => expect.get(),
         };
-        let mut ids: Vec<MemberId> = self.membership.members().filter(|m| m.state.is_live()).map(|m| m.id).collect();
+        // The set a bootstrap would use: live members that bootstrap too
+        // (joiners neither count nor vote on it, as in `bootstrap::decide`).
+        let mut ids: Vec<MemberId> = self
+            .membership
+            .members()
+            .filter(|m| m.state.is_live() && !matches!(m.cluster, ClusterClaim::Joining))
+            .map(|m| m.id)
+            .collect();
         ids.sort();
         let claim = ClusterClaim::Expecting { expect, seen: bootstrap::digest(&ids) };
         let mut parts = self.parts(now);
@@ -362,20 +369,40 @@ impl Node {
         }
         let config_pending = self.raft.entries_from(commit + 1).any(|e| matches!(e.payload, Payload::Config(_)));
         if !config_pending {
+            // Raft's own contact overrides a stale SWIM verdict: after a
+            // partition heals, SWIM may still hold dead a member that is
+            // answering our appends, and removing it would cost a live voter.
+            let silence = self.raft.election_timeout();
+            let reachable =
+                |id: MemberId| id == me || self.raft.last_heard(id).is_some_and(|heard| now < heard + silence);
             let candidates: Vec<Candidate> = self
                 .membership
                 .members()
-                .map(|m| Candidate {
-                    id: m.id,
-                    live: m.state.is_live(),
-                    dead_since: (m.state == MemberState::Dead).then(|| self.membership.since(m.id)).flatten(),
-                    leaving: m.leaving || m.state == MemberState::Left,
-                    durable: m.durable,
-                    caught_up: self.raft.match_index(m.id).is_some_and(|matched| matched >= commit),
+                .map(|m| {
+                    let live = m.state.is_live() || reachable(m.id);
+                    Candidate {
+                        id: m.id,
+                        live,
+                        dead_since: (!live).then(|| self.membership.since(m.id)).flatten(),
+                        leaving: m.leaving || m.state == MemberState::Left,
+                        durable: m.durable,
+                        caught_up: self.raft.match_index(m.id).is_some_and(|matched| matched >= commit),
+                    }
                 })
                 .collect();
             let configuration = self.raft.configuration();
-            if let Some(next) = voters::next_change(configuration, &candidates, &self.voters, me, now) {
+            let change = voters::next_change(configuration, &candidates, &self.voters, me, now);
+            // Never move to a configuration this leader could not commit in:
+            // a majority of its voters must be reachable now.
+            let change = change.filter(|next| {
+                let reachable_voters = next.voters.iter().filter(|&&id| reachable(id)).count();
+                let keeps_quorum = reachable_voters > next.voters.len() / 2;
+                if !keeps_quorum {
+                    tracing::warn!(voters = ?next.voters, "not changing the configuration: too few of its voters are reachable");
+                }
+                keeps_quorum
+            });
+            if let Some(next) = change {
                 tracing::info!(voters = ?next.voters, learners = next.learners.len(), "changing the configuration");
                 let mut parts = self.parts(now);
                 let _ = parts.raft.propose(&mut parts.ctx, &*parts.membership, Payload::Config(next));

@@ -145,6 +145,10 @@ pub enum LeaderSource {
     Reported,
 }
 
+/// What [`OneLeaderPerTerm`] last saw of a slot: member, term, whether it
+/// led, and the leader it knew.
+type RoleSeen = (MemberId, u64, bool, Option<MemberId>);
+
 #[derive(Clone, Debug)]
 struct LeaderWitness {
     leader: MemberId,
@@ -165,8 +169,8 @@ struct LeaderWitness {
 #[derive(Clone, Debug, Default)]
 pub struct OneLeaderPerTerm {
     leaders: BTreeMap<u64, LeaderWitness>,
-    /// Per slot, (member, term, leading, leader) as last checked.
-    seen: Vec<Option<(MemberId, u64, bool, Option<MemberId>)>>,
+    /// Per slot, what was last checked.
+    seen: Vec<Option<RoleSeen>>,
 }
 
 impl OneLeaderPerTerm {
@@ -891,12 +895,44 @@ impl Liveness {
         }
         let reason = self.check(sim).expect_err("run_until said it does not hold");
         panic!(
-            "L1 violated: not reached within {bound:?} after the faults stopped at {start}: at {}, {reason} \
-             (replay: Sim::new({}))",
+            "L1 violated: not reached within {bound:?} from {start}: at {}, {reason} \
+             (replay: Sim::new({}))\n{}",
             sim.now(),
-            sim.seed()
+            sim.seed(),
+            describe_cluster(sim)
         );
     }
+}
+
+/// One line per slot of `sim` (role, term, leader, commit, voters, learners
+/// and newest view, by slot name where a slot holds the id), for the evidence
+/// of a liveness failure.
+pub fn describe_cluster(sim: &Sim) -> String {
+    let name = |id: MemberId| sim.node_of(id).map_or_else(|| format!("{id}(gone)"), |idx| idx.to_string());
+    let names = |ids: &mut dyn Iterator<Item = MemberId>| ids.map(name).collect::<Vec<_>>().join(" ");
+    let mut lines = Vec::new();
+    for idx in sim.nodes() {
+        let Some(node) = sim.node(idx) else {
+            lines.push(format!("  {idx}: down"));
+            continue;
+        };
+        let configuration = node.configuration();
+        lines.push(format!(
+            "  {idx} ({}, boot {}{}): {:?} term {} leader {} commit {} voters [{}] learners [{}] view {} stable {}",
+            node.id(),
+            node.boot_id(),
+            if sim.is_paused(idx) { ", paused" } else { "" },
+            node.role(),
+            node.term(),
+            node.leader().map_or_else(|| "none".into(), name),
+            node.commit_index(),
+            names(&mut configuration.voters.iter().copied()),
+            names(&mut configuration.learners.iter().copied()),
+            node.view().map_or_else(|| "none".into(), |view| format!("{} [{}]", view.epoch, names(&mut view.ids()))),
+            node.is_stable(),
+        ));
+    }
+    lines.join("\n")
 }
 
 // ----- all of them ------------------------------------------------------------------------------

@@ -60,7 +60,7 @@ mod trace;
 pub use checks::{NotConverged, assert_no_live_member_failed, live_members_declared_failed};
 pub use invariants::{
     Invariants, LeaderSource, Liveness, MemberState, NoLiveMemberFailed, OneLeaderPerTerm, StableOnce, ViewAgreement,
-    ViewSource, Violation,
+    ViewSource, Violation, describe_cluster,
 };
 pub use net::{ChannelCounters, Counters, NetConfig, PORT, default_addr};
 pub use sim::Sim;
