@@ -264,10 +264,10 @@ fn a_follower_that_hears_nothing_campaigns_after_its_randomized_timeout() {
             let last_append = sim
                 .deliveries()
                 .iter()
+                .rev()
                 .filter(|d| d.src == Some(leader) && d.dst == follower && d.at <= crashed_at)
-                .filter(|d| matches!(raft_message(&d.bytes, d.channel), Some(Message::Append { .. })))
+                .find(|d| matches!(raft_message(&d.bytes, d.channel), Some(Message::Append { .. })))
                 .map(|d| d.at)
-                .last()
                 .expect("the follower heard the leader before the crash");
             let first_campaign = checker
                 .roles_of(follower, crashed_at)
