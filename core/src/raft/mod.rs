@@ -873,6 +873,11 @@ impl Raft {
             return;
         }
         self.note_heard(ctx.now, from);
+        if success && index > self.log.last_index() {
+            // It claims entries this leader never appended: not an answer to us.
+            tracing::warn!(%from, index, last = self.log.last_index(), "append response beyond our log; ignored");
+            return;
+        }
         let Some(progress) = self.leading.as_mut().and_then(|l| l.progress.get_mut(&from)) else { return };
         if success {
             if progress.on_success(index) {
