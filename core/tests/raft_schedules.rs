@@ -417,6 +417,11 @@ impl World {
     }
 
     fn run(case: &Case) -> Outcome {
+        // `QUORATE_LOG=quorate_core=debug` shows what a replayed case did.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_env("QUORATE_LOG"))
+            .with_test_writer()
+            .try_init();
         let mut world = World::form(case.seed, case.joiners);
         let faults_start = world.sim.now();
         for (gap_ms, fault) in &case.schedule {
@@ -645,4 +650,34 @@ fn members_that_only_join_do_not_block_bootstrap_expect() {
     sim.join_all(&nodes, nodes[0]);
     Liveness::new(&nodes).run(&mut sim, formation_bound(&founder_config()));
     assert!(invariants.borrow().s1.terms() >= 1);
+}
+
+/// Found after leaders began to batch: two voters leave during partitions,
+/// then two members crash.
+#[test]
+fn two_voters_leaving_during_partitions_then_crashes_keep_a_live_majority() {
+    World::run(&Case {
+        seed: 9001278107444005925,
+        joiners: 3,
+        schedule: vec![
+            (716, Fault::Partition(91)),
+            (441, Fault::AppStuck(3)),
+            (247, Fault::Leave(4)),
+            (477, Fault::Partition(8)),
+            (187, Fault::Cut(5, 1)),
+            (125, Fault::Leave(6)),
+            (52, Fault::Crash(2)),
+            (1, Fault::Crash(5)),
+        ],
+    });
+}
+
+/// Found after leaders began to batch: a voter leaves while another is crashed.
+#[test]
+fn a_voter_leaving_while_another_is_crashed_keeps_a_live_majority() {
+    World::run(&Case {
+        seed: 10605882588981290007,
+        joiners: 0,
+        schedule: vec![(718, Fault::Crash(1)), (22, Fault::Cut(0, 3)), (299, Fault::Leave(3))],
+    });
 }

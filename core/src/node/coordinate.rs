@@ -181,7 +181,7 @@ impl Node {
         self.coordination.fenced_by = by;
         self.outbox.persist(PersistState::FencedBy(by));
         let mut parts = self.parts(now);
-        parts.raft.fence(&mut parts.ctx);
+        parts.raft.withdraw(&mut parts.ctx);
         self.outbox.event(Event::Fenced { by });
     }
 
@@ -373,8 +373,12 @@ impl Node {
             // partition heals, SWIM may still hold dead a member that is
             // answering our appends, and removing it would cost a live voter.
             let silence = self.raft.election_timeout();
-            let reachable =
-                |id: MemberId| id == me || self.raft.last_heard(id).is_some_and(|heard| now < heard + silence);
+            // A member that reported `Left` withdrew from Raft: what we last
+            // heard from it no longer says it will answer.
+            let has_left = |id: MemberId| self.membership.member(id).is_some_and(|m| m.state == MemberState::Left);
+            let reachable = |id: MemberId| {
+                id == me || (!has_left(id) && self.raft.last_heard(id).is_some_and(|heard| now < heard + silence))
+            };
             let candidates: Vec<Candidate> = self
                 .membership
                 .members()
@@ -404,8 +408,7 @@ impl Node {
             });
             if let Some(next) = change {
                 tracing::info!(voters = ?next.voters, learners = next.learners.len(), "changing the configuration");
-                let mut parts = self.parts(now);
-                let _ = parts.raft.propose(&mut parts.ctx, &*parts.membership, Payload::Config(next));
+                let _ = self.raft.propose(Payload::Config(next));
                 return;
             }
         }
@@ -445,8 +448,7 @@ impl Node {
             }
             None => return,
         };
-        let mut parts = self.parts(now);
-        let _ = parts.raft.propose(&mut parts.ctx, &*parts.membership, payload);
+        let _ = self.raft.propose(payload);
     }
 
     /// Arms the leader's next look at `at`, unless an earlier one is armed
@@ -485,5 +487,7 @@ impl Node {
         self.timers.cancel(Timer::LeaveTimeout);
         let mut parts = self.parts(now);
         parts.membership.complete_leave(&mut parts.ctx);
+        // Gone from the cluster: no leader may count on this member again.
+        parts.raft.withdraw(&mut parts.ctx);
     }
 }

@@ -363,7 +363,7 @@ impl Node {
         if !recovered.fenced_by.is_nil() {
             tracing::error!(by = ?recovered.fenced_by, "this member's cluster was recovered elsewhere; wipe its data dir to rejoin");
             let mut parts = node.parts(now);
-            parts.raft.fence(&mut parts.ctx);
+            parts.raft.withdraw(&mut parts.ctx);
         }
         if recovered.force_new_cluster {
             node.force_new_cluster(now);
@@ -378,6 +378,7 @@ impl Node {
         parts.membership.set_claim(&mut parts.ctx, claim);
         parts.raft.start(&mut parts.ctx);
         node.coordinate(now);
+        node.flush_raft(now);
         Ok(node)
     }
 
@@ -402,6 +403,13 @@ impl Node {
         // inputs still makes progress on overdue timers.
         self.on_tick(now);
         self.coordinate(now);
+        self.flush_raft(now);
+    }
+
+    /// Sends and persists what Raft appended during this input, in one batch.
+    fn flush_raft(&mut self, now: Instant) {
+        let mut parts = self.parts(now);
+        parts.raft.flush(&mut parts.ctx, &*parts.membership);
     }
 
     /// The next output, or `None` when there is nothing more until the next

@@ -193,8 +193,13 @@ pub struct Raft {
     restored: Option<Snapshot>,
     /// When this member last became leader.
     elected_at: Instant,
-    /// This member's cluster was recovered elsewhere: it takes no part in Raft.
-    fenced: bool,
+    /// This member left, or its cluster was recovered elsewhere: it takes
+    /// no part in Raft any more.
+    withdrawn: bool,
+    /// The first entry appended locally this input and not yet persisted.
+    unpersisted_from: Option<u64>,
+    /// Entries were appended this input: send them at the flush.
+    pending_broadcast: bool,
 }
 
 /// Where to reach members: the membership table, for Raft.
@@ -236,7 +241,9 @@ impl Raft {
             snapshot,
             restored: None,
             elected_at: Instant::ZERO,
-            fenced: false,
+            withdrawn: false,
+            unpersisted_from: None,
+            pending_broadcast: false,
         };
         for entry in recovered.entries {
             if entry.index == raft.log.last_index() + 1 {
@@ -250,21 +257,23 @@ impl Raft {
 
     /// Arms the election timer if this member has a configuration.
     pub(crate) fn start(&mut self, ctx: &mut Ctx<'_>) {
-        if !self.configuration.is_empty() && !self.fenced {
+        if !self.configuration.is_empty() && !self.withdrawn {
             self.reset_election_timer(ctx);
         }
     }
 
-    /// This member's cluster was recovered elsewhere (DESIGN §3.2): it stops
-    /// leading, never campaigns or votes again, and ignores Raft traffic, so
-    /// the old configuration loses this member for good.
-    pub(crate) fn fence(&mut self, ctx: &mut Ctx<'_>) {
+    /// This member takes no more part in Raft: its leave completed, or its
+    /// cluster was recovered elsewhere (DESIGN §3.2). It stops leading, never
+    /// campaigns or votes again and ignores Raft traffic, so a leader whose
+    /// membership table has not heard of it yet can never catch it up,
+    /// promote or elect it again.
+    pub(crate) fn withdraw(&mut self, ctx: &mut Ctx<'_>) {
         if self.role == Role::Leader {
             self.become_follower(ctx, self.term, None);
         }
         self.role = Role::Follower;
         self.leader = None;
-        self.fenced = true;
+        self.withdrawn = true;
         ctx.timers.cancel(Timer::Election);
     }
 
@@ -343,7 +352,7 @@ impl Raft {
     pub(crate) fn bootstrap(&mut self, ctx: &mut Ctx<'_>, configuration: Configuration) {
         assert!(!self.has_state(), "bootstrap only a member without Raft state");
         let entry = Entry { term: 0, index: 1, payload: Payload::Config(configuration) };
-        self.append_local(ctx, entry);
+        self.append_local(entry);
         self.reset_election_timer(ctx);
     }
 
@@ -355,7 +364,7 @@ impl Raft {
         self.persist_hard_state(ctx);
         let entry =
             Entry { term: self.term, index: self.log.last_index() + 1, payload: Payload::Config(configuration) };
-        self.append_local(ctx, entry);
+        self.append_local(entry);
         self.reset_election_timer(ctx);
     }
 
@@ -383,12 +392,7 @@ impl Raft {
     }
 
     /// Appends a new entry if this member leads; returns its index.
-    pub(crate) fn propose(
-        &mut self,
-        ctx: &mut Ctx<'_>,
-        directory: &impl Directory,
-        payload: Payload,
-    ) -> Result<u64, ProposeError> {
+    pub(crate) fn propose(&mut self, payload: Payload) -> Result<u64, ProposeError> {
         let Some(leading) = &self.leading else {
             return Err(ProposeError::NotLeader(self.leader));
         };
@@ -396,8 +400,7 @@ impl Raft {
             return Err(ProposeError::Transferring);
         }
         let index = self.log.last_index() + 1;
-        self.append_local(ctx, Entry { term: self.term, index, payload });
-        self.broadcast_append(ctx, directory);
+        self.append_local(Entry { term: self.term, index, payload });
         Ok(index)
     }
 
@@ -466,7 +469,7 @@ impl Raft {
         from: MemberId,
         message: Message,
     ) {
-        if self.fenced {
+        if self.withdrawn {
             return;
         }
         let term = message.term();
@@ -545,7 +548,7 @@ impl Raft {
     }
 
     fn on_election_timeout(&mut self, ctx: &mut Ctx<'_>, directory: &impl Directory) {
-        if self.fenced {
+        if self.withdrawn {
             return;
         }
         self.reset_election_timer(ctx);
@@ -586,7 +589,7 @@ impl Raft {
         tracing::debug!(term = self.term, "campaigning");
         self.request_votes(ctx, directory, false, transfer);
         if quorum::tally(&self.configuration.voters, &self.votes) == VoteResult::Won {
-            self.become_leader(ctx, directory);
+            self.become_leader(ctx);
         }
     }
 
@@ -652,7 +655,7 @@ impl Raft {
         self.votes.insert(from, granted);
         match quorum::tally(&self.configuration.voters, &self.votes) {
             VoteResult::Won if pre_vote => self.become_candidate(ctx, directory, false),
-            VoteResult::Won => self.become_leader(ctx, directory),
+            VoteResult::Won => self.become_leader(ctx),
             VoteResult::Lost => {
                 tracing::debug!(term = self.term, pre_vote, "election lost");
                 self.role = Role::Follower;
@@ -680,7 +683,7 @@ impl Raft {
         }
     }
 
-    fn become_leader(&mut self, ctx: &mut Ctx<'_>, directory: &impl Directory) {
+    fn become_leader(&mut self, ctx: &mut Ctx<'_>) {
         tracing::info!(term = self.term, "elected leader");
         self.role = Role::Leader;
         self.leader = Some(self.id);
@@ -701,9 +704,7 @@ impl Raft {
         ctx.timers.set(Timer::CheckQuorum, ctx.now + self.config.election_timeout);
         // §5.4.2: a new leader commits entries of earlier terms only by
         // committing one of its own.
-        self.append_local(ctx, Entry { term: self.term, index: next, payload: Payload::Noop });
-        self.broadcast_append(ctx, directory);
-        self.maybe_commit(ctx);
+        self.append_local(Entry { term: self.term, index: next, payload: Payload::Noop });
     }
 
     fn on_check_quorum(&mut self, ctx: &mut Ctx<'_>) {
@@ -1074,8 +1075,10 @@ impl Raft {
         ctx.outbox.persist(PersistState::HardState { term: self.term, vote: self.vote });
     }
 
-    /// Appends an entry to this member's own log and persists it.
-    fn append_local(&mut self, ctx: &mut Ctx<'_>, entry: Entry) {
+    /// Appends an entry to this member's own log. It is sent and persisted
+    /// at [`Raft::flush`], with whatever else this input appended: one append
+    /// per follower and one persist per input, however many proposals.
+    fn append_local(&mut self, entry: Entry) {
         let index = entry.index;
         let is_config = matches!(entry.payload, Payload::Config(_));
         self.log.push(entry);
@@ -1083,12 +1086,27 @@ impl Raft {
             self.configuration = self.configuration_at(index);
             self.sync_progress();
         }
-        self.persist_entries_from(ctx, index);
+        self.unpersisted_from = Some(self.unpersisted_from.map_or(index, |from| from.min(index)));
+        self.pending_broadcast = true;
+    }
+
+    /// The end of an input: send what this leader appended (before its own
+    /// fsync, which may run in parallel: it counts itself only once
+    /// persisted), then persist it in one write.
+    pub(crate) fn flush(&mut self, ctx: &mut Ctx<'_>, directory: &impl Directory) {
+        if std::mem::take(&mut self.pending_broadcast) && self.role == Role::Leader {
+            self.broadcast_append(ctx, directory);
+        }
+        if let Some(from) = self.unpersisted_from.take() {
+            self.persist_entries_from(ctx, from);
+        }
     }
 
     /// Persists the log from `from` to its end (replacing whatever storage
     /// holds from `from` on).
     fn persist_entries_from(&mut self, ctx: &mut Ctx<'_>, from: u64) {
+        // Local appends not flushed yet go in the same write.
+        let from = self.unpersisted_from.take().map_or(from, |pending| pending.min(from));
         let entries: Vec<Entry> = self.entries_from(from).cloned().collect();
         self.persisted_index = self.persisted_index.min(from.saturating_sub(1));
         // Earlier persists still in flight no longer cover what this one replaces.

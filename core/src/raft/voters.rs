@@ -7,7 +7,8 @@
 //!
 //! 1. a voter in its leaving phase is replaced (a caught-up learner promoted
 //!    first) or removed, so its removal commits before it reports `Left`;
-//! 2. a voter dead for `voter_replace_delay` is replaced the same way;
+//! 2. a voter dead for `voter_replace_delay` is replaced the same way (with
+//!    several departing, a dead one goes first while a leaver can still ack);
 //! 3. learners that left or have been dead that long are dropped;
 //! 4. live members outside the configuration become learners, up to `max_learners`;
 //! 5. caught-up, eligible learners are promoted until the voters reach the
@@ -79,13 +80,21 @@ pub fn next_change(
     };
     let mut next = configuration.clone();
 
-    // 1–2. Replace or remove a departing voter.
+    // 1–2. Replace or remove a departing voter. With several, take one whose
+    // removal leaves live voters a majority, and among those one that is not
+    // live: a voter still in its leaving phase can ack the removal of a dead
+    // one, while removing it first would need the dead one's ack.
+    let live = |id: MemberId| id == leader || find(id).is_some_and(|member| member.live);
+    let keeps_majority = |removed: MemberId| {
+        let remaining = configuration.voters.len() - 1;
+        configuration.voters.iter().filter(|&&id| id != removed && live(id)).count() > remaining / 2
+    };
     let departing = configuration
         .voters
         .iter()
         .copied()
-        .filter(|&id| id != leader)
-        .find(|&id| find(id).is_none_or(|member| member.gone(policy, now)));
+        .filter(|&id| id != leader && find(id).is_none_or(|member| member.gone(policy, now)))
+        .min_by_key(|&id| (!keeps_majority(id), live(id)));
     if let Some(departing) = departing {
         // Promote a learner first only while that does not exceed max_voters
         // by more than the one voter about to go.
@@ -185,6 +194,25 @@ mod tests {
             assert!(steps.len() < 50, "the policy converges");
         }
         assert_eq!(configuration, config(&[1, 2, 3, 4, 5], &[6, 7]));
+    }
+
+    #[test]
+    fn a_dead_voter_goes_before_a_leaving_one_that_can_still_ack() {
+        // Removing the leaver first ({1, 2}) would need the dead voter's ack;
+        // removing the dead one first ({1, 3}) needs the leaver's, which it gives.
+        let configuration = config(&[1, 2, 3], &[]);
+        let mut dead = live(2);
+        dead.live = false;
+        dead.dead_since = Some(at(0));
+        let mut leaving = live(3);
+        leaving.leaving = true;
+        let members = [live(1), dead, leaving];
+        assert_eq!(next_change(&configuration, &members, &policy(), id(1), at(10)), Some(config(&[1, 3], &[])));
+        // Once the leaver reported `Left` it answers no more; when the dead
+        // voter comes back with its log, the leaver is the one removed.
+        leaving.live = false;
+        let members = [live(1), live(2), leaving];
+        assert_eq!(next_change(&configuration, &members, &policy(), id(1), at(10)), Some(config(&[1, 2], &[])));
     }
 
     #[test]

@@ -621,6 +621,8 @@ impl Sim {
         let node = self.slots[idx.0].node.as_mut().expect("callers hand inputs to up nodes only");
         {
             let _context = PanicContext { doing: "handling an input on", node: idx, now, seed: self.seed };
+            // Logs name the simulated member and its virtual time.
+            let _span = tracing::debug_span!("sim", node = idx.0, now = ?now).entered();
             node.handle(now, input);
         }
         self.after_input(idx);
