@@ -93,6 +93,9 @@ pub enum Error {
     /// The member has stopped (shut down, left, failed storage, or its task ended).
     #[error("the member has stopped")]
     Stopped,
+    /// The member stopped on its own: its storage failed mid-run.
+    #[error("the member stopped: {0}")]
+    Failed(String),
 }
 
 /// Configures and starts a member. See [`Cluster::builder`].
@@ -274,6 +277,7 @@ impl Builder {
             leave_complete: false,
             storage: Some(storage),
             published_commit: 0,
+            published_at: Instant::now(),
             stats: Stats::default(),
         };
         let task = tokio::spawn(driver.run());
@@ -487,6 +491,19 @@ impl Cluster {
         let (done, finished) = oneshot::channel();
         if self.requests.send(Request::Shutdown(done)).await.is_ok() {
             let _ = finished.await;
+        }
+    }
+
+    /// Resolves once the member's task has ended: `Ok` after a shutdown or a
+    /// completed leave, [`Error::Failed`] if it stopped on its own because
+    /// its storage failed (a process should then exit non-zero).
+    pub async fn stopped(&self) -> Result<(), Error> {
+        let mut snapshot = self.snapshot.clone();
+        // `changed` errs once the driver dropped its end, i.e. has stopped.
+        while snapshot.changed().await.is_ok() {}
+        match snapshot.borrow().failure.clone() {
+            Some(reason) => Err(Error::Failed(reason)),
+            None => Ok(()),
         }
     }
 

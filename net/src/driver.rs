@@ -4,7 +4,8 @@
 //! to empty, arm one timer at `next_deadline()`. Sends go to the transport;
 //! persists are made durable and confirmed before the sends the core held
 //! behind them are released; events go to subscribers, and a snapshot of the
-//! member table is published whenever membership changed.
+//! member table is published whenever membership or the commit changed, and
+//! at least every [`REPUBLISH_EVERY`] so counters move while nothing else does.
 
 use std::future::pending;
 use std::net::SocketAddr;
@@ -18,6 +19,9 @@ use crate::blocking::run_blocking;
 use crate::stats::Stats;
 use crate::storage::Storage;
 use crate::transport::{Inbound, Transport};
+
+/// The longest a published snapshot's counters lag behind the core's.
+const REPUBLISH_EVERY: Duration = Duration::from_millis(500);
 
 /// Orders from the [`crate::Cluster`] handle.
 pub(crate) enum Request {
@@ -46,6 +50,8 @@ pub(crate) struct Snapshot {
     pub(crate) boot_id: u64,
     pub(crate) metrics: quorate_core::Metrics,
     pub(crate) stats: Stats,
+    /// Why the member stopped on its own (its storage failed), if it did.
+    pub(crate) failure: Option<String>,
 }
 
 impl Snapshot {
@@ -61,6 +67,7 @@ impl Snapshot {
             boot_id: node.boot_id(),
             metrics: node.metrics().clone(),
             stats: stats.clone(),
+            failure: None,
         }
     }
 }
@@ -80,6 +87,8 @@ pub(crate) struct Driver {
     pub(crate) storage: Option<Box<dyn Storage>>,
     /// The commit index of the last published snapshot.
     pub(crate) published_commit: u64,
+    /// When the last snapshot was published.
+    pub(crate) published_at: Instant,
     pub(crate) stats: Stats,
 }
 
@@ -186,15 +195,19 @@ impl Driver {
                     }
                 }
             }
-            // Queries read the snapshot: refresh it on any event, and when a
-            // commit moved (a follower's `Stable` raises no event).
-            if membership_changed || self.node.commit_index() != self.published_commit {
-                self.published_commit = self.node.commit_index();
-                self.publish();
+            // Queries read the snapshot: refresh it on any event, when a
+            // commit moved (a follower's `Stable` raises no event), and
+            // now and then for the counters.
+            if membership_changed
+                || self.node.commit_index() != self.published_commit
+                || self.published_at.elapsed() >= REPUBLISH_EVERY
+            {
+                self.publish(None);
             }
             let Some(seq) = persisted else { return true };
             if let Err(error) = self.persist(writes).await {
                 tracing::error!(%error, "storage failed; stopping this member");
+                self.publish(Some(error.to_string()));
                 return false;
             }
             self.node.handle(self.now(), Input::Persisted(seq));
@@ -213,7 +226,9 @@ impl Driver {
         result
     }
 
-    fn publish(&self) {
-        self.snapshot.send_replace(Snapshot::of(&self.node, &self.stats));
+    fn publish(&mut self, failure: Option<String>) {
+        self.published_commit = self.node.commit_index();
+        self.published_at = Instant::now();
+        self.snapshot.send_replace(Snapshot { failure, ..Snapshot::of(&self.node, &self.stats) });
     }
 }

@@ -272,7 +272,15 @@ mod agent {
                 log_event(&event);
             }
         });
-        shutdown_signal().await;
+        tokio::select! {
+            () = shutdown_signal() => {}
+            stopped = cluster.stopped() => {
+                printer.abort();
+                // Only a storage failure ends the member on its own.
+                stopped?;
+                return Err("the member stopped on its own".into());
+            }
+        }
         tracing::info!("leaving gracefully (a second signal exits at once)");
         let leaving = cluster.clone();
         tokio::select! {

@@ -213,3 +213,66 @@ async fn a_leaving_leader_hands_over_leadership_first_and_is_never_reported_fail
         }
     }
 }
+
+/// Memory storage that fails every persist once `failing` is set, as a full
+/// or dying disk would.
+struct FailingStorage {
+    inner: quorate::storage::MemoryStorage,
+    failing: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl quorate::storage::Storage for FailingStorage {
+    fn load(&mut self) -> Result<quorate::storage::Loaded, quorate::storage::StorageError> {
+        self.inner.load()
+    }
+
+    fn persist(&mut self, writes: &[quorate_core::PersistState]) -> Result<(), quorate::storage::StorageError> {
+        if self.failing.load(Ordering::SeqCst) {
+            let source = std::io::Error::other("no space left on the test device");
+            return Err(quorate::storage::StorageError::Io { op: "write", path: "wal".into(), source });
+        }
+        self.inner.persist(writes)
+    }
+
+    fn is_durable(&self) -> bool {
+        true
+    }
+}
+
+#[tokio::test]
+async fn a_storage_failure_stops_the_member_and_says_why() {
+    let failing = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let storage = FailingStorage { inner: quorate::storage::MemoryStorage::new(), failing: failing.clone() };
+    let leader = Cluster::builder()
+        .cluster("test")
+        .node("lone")
+        .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .profile(quorate::Profile::Fast)
+        .storage(storage)
+        .bootstrap()
+        .start()
+        .await
+        .unwrap();
+    eventually("the lone member leads", LIMIT, || leader.is_leader()).await;
+    failing.store(true, Ordering::SeqCst);
+    // A newcomer makes the leader append (a learner, a view): that persist fails.
+    let joiner = start("joiner", Some(leader.addr())).await;
+    let stopped = tokio::time::timeout(LIMIT, leader.stopped()).await.expect("the member stopped");
+    match stopped {
+        Err(Error::Failed(reason)) => assert!(reason.contains("no space left"), "{reason}"),
+        other => panic!("expected a storage failure, got {other:?}"),
+    }
+    assert!(!leader.is_running());
+    joiner.shutdown().await;
+}
+
+#[tokio::test]
+async fn counters_keep_moving_while_membership_is_quiet() {
+    let members = start_cluster(2).await;
+    let refs: Vec<&Cluster> = members.iter().collect();
+    eventually("both members see each other", LIMIT, || all_see_all(&refs)).await;
+    // Steady state: no events, no commits; probes still flow and must show.
+    let sent = |member: &Cluster| member.metrics().sent.values().sum::<u64>();
+    let before = sent(&members[0]);
+    eventually("the published counters grow", LIMIT, || sent(&members[0]) > before + 10).await;
+}

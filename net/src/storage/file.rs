@@ -203,7 +203,13 @@ impl<I: Io> FileStorage<I> {
 impl<I: Io> Storage for FileStorage<I> {
     fn load(&mut self) -> Result<Loaded, StorageError> {
         let dir = self.dir.clone();
-        self.io.create_dir(&dir).map_err(|e| self.io_error("create", &dir, e))?;
+        self.io.create_dir(&dir).map_err(|e| match e.kind() {
+            // `create_dir_all` on a file, or on a path through one.
+            std::io::ErrorKind::AlreadyExists | std::io::ErrorKind::NotADirectory => {
+                StorageError::NotADirectory(dir.clone())
+            }
+            _ => self.io_error("create", &dir, e),
+        })?;
         self.io.lock(&dir).map_err(|e| match e.kind() {
             std::io::ErrorKind::WouldBlock => StorageError::Locked(dir.clone()),
             _ => self.io_error("lock", &dir, e),

@@ -34,7 +34,7 @@ pub struct Loaded {
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
     /// The operating system refused an operation.
-    #[error("{op} {path}: {source}")]
+    #[error("data dir: cannot {op} {path}: {source}")]
     Io {
         /// What was being done.
         op: &'static str,
@@ -43,6 +43,9 @@ pub enum StorageError {
         /// What the OS said.
         source: std::io::Error,
     },
+    /// The data dir's path names something other than a directory.
+    #[error("data dir {0} is not a directory")]
+    NotADirectory(PathBuf),
     /// Another process holds the data dir.
     #[error("data dir {0} is in use by another process")]
     Locked(PathBuf),

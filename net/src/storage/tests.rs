@@ -337,6 +337,7 @@ fn a_data_dir_held_by_another_process_or_unusable_is_a_clear_error() {
     let file = dir.join("not-a-dir");
     std::fs::write(&file, b"x").unwrap();
     let error = FileStorage::open(&file).load().unwrap_err();
-    assert!(error.to_string().contains("not-a-dir"), "{error}");
+    assert!(matches!(&error, StorageError::NotADirectory(path) if *path == file), "{error}");
+    assert_eq!(std::fs::read(&file).unwrap(), b"x", "the file is left as it was");
     std::fs::remove_dir_all(&dir).unwrap();
 }
