@@ -40,7 +40,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use core::num::NonZeroU32;
 use core::time::Duration;
 use quorate_core::testing::{Disk, NetConfig, NodeIdx, OneLeaderPerTerm, Sim};
-use quorate_core::{Bootstrap, Command, Config, Event, Instant, MemberId, Role};
+use quorate_core::{Bootstrap, Config, Event, Instant, MemberId, Role};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -63,22 +63,22 @@ struct Plan {
     figure16_per_cluster: u64,
     /// Runs (fresh clusters) per size of the `lan` failover experiment.
     failover_runs: u64,
-    /// Leadership transfers in the throughput experiment.
-    transfers: u64,
+    /// Entries committed per throughput run.
+    commands: u64,
 }
 
 impl Plan {
     fn default_run() -> Plan {
-        Plan { figure16_crashes: 300, figure16_per_cluster: 50, failover_runs: 200, transfers: 3_000 }
+        Plan { figure16_crashes: 300, figure16_per_cluster: 50, failover_runs: 200, commands: 200_000 }
     }
 
     fn full_run() -> Plan {
-        Plan { figure16_crashes: 1_000, figure16_per_cluster: 100, failover_runs: 1_000, transfers: 10_000 }
+        Plan { figure16_crashes: 1_000, figure16_per_cluster: 100, failover_runs: 1_000, commands: 1_000_000 }
     }
 
     /// Small enough for a debug build: proves the file runs, measures nothing.
     fn smoke_run() -> Plan {
-        Plan { figure16_crashes: 4, figure16_per_cluster: 2, failover_runs: 2, transfers: 50 }
+        Plan { figure16_crashes: 4, figure16_per_cluster: 2, failover_runs: 2, commands: 500 }
     }
 }
 
@@ -487,12 +487,21 @@ fn failover_table(plan: &Plan) {
 // ----- throughput -------------------------------------------------------------------------------
 
 struct Throughput {
-    transfers: u64,
-    /// Entries committed by the transfers, virtual and wall time they took.
-    serial: (u64, Duration, Duration),
-    /// Entries a new learner replicated while catching up, virtual and wall time.
-    catch_up: (u64, Duration, Duration),
+    batch: usize,
+    /// Entries committed, and the virtual and wall time they took.
+    committed: u64,
+    virtual_time: Duration,
+    wall: Duration,
+    /// Appends the leader sent and persists it asked for, per committed entry.
+    appends_per_entry: f64,
+    persists_per_entry: f64,
 }
+
+/// Bytes of each client command: a small KV write.
+const COMMAND_BYTES: usize = 128;
+
+/// Batches a client keeps in flight before waiting for commits.
+const BATCHES_IN_FLIGHT: u64 = 4;
 
 /// A near-zero-latency network, so virtual time measures protocol rounds
 /// and wall time the core's own cost.
@@ -504,85 +513,70 @@ fn throughput_net() -> NetConfig {
     }
 }
 
-fn throughput_run(seed: u64, transfers: u64) -> Throughput {
+/// A client hands the leader `batch` commands per input, keeping
+/// [`BATCHES_IN_FLIGHT`] batches uncommitted, until `total` entries committed.
+fn throughput_run(seed: u64, batch: usize, total: u64) -> Throughput {
     let config = Config::lan("throughput");
     let (mut sim, nodes, _seen) = form(seed, 3, &config, throughput_net());
     sim.disk_mut().fsync_delay = Duration::from_micros(50);
     sim.clear_step_hook();
-    // Serial commits: each transfer elects the target, whose first act is a Noop.
     let (leader, _) = agreed_leader(&sim, &nodes).expect("formed");
-    let start_commit = sim.node(leader).expect("up").commit_index();
+    let counters = |sim: &Sim| {
+        let node = sim.node(leader).expect("up");
+        let appends = node.metrics().sent.get("append").copied().unwrap_or(0);
+        (node.commit_index(), node.log_entries(0).last().map_or(0, |entry| entry.index), appends)
+    };
+    let (start_commit, _, start_appends) = counters(&sim);
+    let start_persists = sim.storage(leader).writes();
+    let command = vec![0x5a; COMMAND_BYTES];
     let (virtual_start, wall_start) = (sim.now(), wall_clock());
-    for _ in 0..transfers {
-        let (leader, term) = agreed_leader(&sim, &nodes).expect("a leader between transfers");
-        sim.command(leader, Command::TransferLeadership(None));
-        let moved = sim.run_until(SETTLE_CAP, |sim| {
-            agreed_leader(sim, &nodes).is_some_and(|(new, new_term)| {
-                new_term > term && {
-                    let node = sim.node(new).expect("up");
-                    node.log_entries(node.commit_index() + 1).next().is_none()
-                }
-            })
-        });
-        assert!(moved, "a leadership transfer did not complete (replay: Sim::new({seed}))");
+    loop {
+        let (commit, last, _) = counters(&sim);
+        if commit - start_commit >= total {
+            break;
+        }
+        if last - commit < batch as u64 * BATCHES_IN_FLIGHT {
+            let proposed = sim.propose_commands(leader, std::iter::repeat_n(command.clone(), batch));
+            proposed.unwrap_or_else(|error| panic!("the leader refused a batch: {error} (replay: Sim::new({seed}))"));
+        }
+        assert!(sim.step(), "the simulation ran dry (replay: Sim::new({seed}))");
     }
-    let (leader, _) = agreed_leader(&sim, &nodes).expect("a leader");
-    let committed = sim.node(leader).expect("up").commit_index() - start_commit;
-    let serial = (committed, sim.now().saturating_duration_since(virtual_start), wall_elapsed(wall_start));
-    // Batched: a new member joins and receives the whole log as a learner.
-    let log_length = sim.node(leader).expect("up").commit_index();
-    let newcomer = sim.add_node("newcomer", config.clone());
-    sim.join(newcomer, &nodes);
-    let fine = Duration::from_micros(10);
-    let in_configuration = sim.run_until_every(SETTLE_CAP, fine, |sim| {
-        let leader = agreed_leader(sim, &nodes).and_then(|(leader, _)| sim.node(leader));
-        leader.is_some_and(|node| node.configuration().contains(sim.member_id(newcomer)))
-    });
-    assert!(in_configuration, "the newcomer was never added (replay: Sim::new({seed}))");
-    let wall_start = wall_clock();
-    // The leader first contacts a new learner at a heartbeat: time the
-    // replication from the first entry it receives.
-    let receiving = sim.run_until_every(SETTLE_CAP, fine, |sim| {
-        sim.node(newcomer).is_some_and(|node| node.log_entries(0).next().is_some())
-    });
-    assert!(receiving, "the newcomer never received an entry (replay: Sim::new({seed}))");
-    let virtual_start = sim.now();
-    let caught_up = sim.run_until_every(SETTLE_CAP, fine, |sim| {
-        sim.node(newcomer).is_some_and(|node| node.commit_index() >= log_length)
-    });
-    assert!(caught_up, "the newcomer did not catch up (replay: Sim::new({seed}))");
-    let catch_up = (log_length, sim.now().saturating_duration_since(virtual_start), wall_elapsed(wall_start));
-    Throughput { transfers, serial, catch_up }
+    let (commit, _, appends) = counters(&sim);
+    let committed = commit - start_commit;
+    Throughput {
+        batch,
+        committed,
+        virtual_time: sim.now().saturating_duration_since(virtual_start),
+        wall: wall_elapsed(wall_start),
+        appends_per_entry: (appends - start_appends) as f64 / committed as f64,
+        persists_per_entry: (sim.storage(leader).writes() - start_persists) as f64 / committed as f64,
+    }
 }
 
 fn throughput_table(plan: &Plan) {
     println!(
         "\n## Committed entries per second through the core, 3 members, Config::lan\n\
-         Node has no input for client entries (a Command::Apply arrives with a later issue), so this drives \
-         what it can: (1) serial commits, one Noop per leadership transfer (each transfer is an election); \
-         (2) batched replication, a new learner catching up on that log (appends of up to 1,024 entries, \
-         32 in flight): virtual time from the first entry it receives, wall time from its addition as a learner. One-way latency 50-100 us, fsync 50 us; node invariant checks off. Virtual rates are \
-         protocol rounds; wall rates include the driver.\n"
+         A client hands the leader B commands of {COMMAND_BYTES} bytes per input and keeps {BATCHES_IN_FLIGHT} \
+         batches uncommitted. One-way latency 50-100 us, fsync 50 us; node invariant checks off. Wall rates are \
+         one thread running all three cores and the driver; virtual rates are what the protocol allows at that \
+         latency. Appends and persists are the leader's, per committed entry.\n"
     );
-    let seeds = [1u64, 2];
-    let runs = parallel(seeds.to_vec(), |seed| throughput_run(seed, plan.transfers / seeds.len() as u64));
+    let jobs: Vec<(u64, usize)> = [1usize, 16, 256].iter().flat_map(|&batch| [(1u64, batch), (2, batch)]).collect();
+    let runs = parallel(jobs.clone(), |(seed, batch)| throughput_run(seed, batch, plan.commands));
     println!(
-        "{:>6} {:>10} {:>10} {:>12} {:>12} {:>10} {:>12} {:>12}",
-        "seed", "transfers", "entries", "virtual/s", "wall/s", "log", "virtual ms", "wall/s"
+        "{:>6} {:>6} {:>10} {:>12} {:>12} {:>14} {:>14}",
+        "seed", "B", "entries", "wall/s", "virtual/s", "appends/entry", "persists/entry"
     );
-    for (seed, run) in seeds.iter().zip(&runs) {
-        let rate = |(entries, duration, _): (u64, Duration, Duration)| entries as f64 / seconds(duration).max(1e-9);
-        let wall = |(entries, _, wall): (u64, Duration, Duration)| entries as f64 / seconds(wall).max(1e-9);
+    for ((seed, _), run) in jobs.iter().zip(&runs) {
         println!(
-            "{:>6} {:>10} {:>10} {:>12.0} {:>12.0} {:>10} {:>12.2} {:>12.0}",
+            "{:>6} {:>6} {:>10} {:>12.0} {:>12.0} {:>14.3} {:>14.3}",
             seed,
-            run.transfers,
-            run.serial.0,
-            rate(run.serial),
-            wall(run.serial),
-            run.catch_up.0,
-            millis(run.catch_up.1),
-            wall(run.catch_up)
+            run.batch,
+            run.committed,
+            run.committed as f64 / seconds(run.wall).max(1e-9),
+            run.committed as f64 / seconds(run.virtual_time).max(1e-9),
+            run.appends_per_entry,
+            run.persists_per_entry,
         );
     }
 }

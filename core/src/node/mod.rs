@@ -521,6 +521,25 @@ impl Node {
         self.rebalance.lagging()
     }
 
+    /// Appends `commands` as one batch if this member leads: the core's side
+    /// of a client write, for benchmarks and tests until the replicated state
+    /// machine's API exists. Returns the last index appended.
+    #[cfg(any(test, feature = "testing"))]
+    pub fn propose_commands(
+        &mut self,
+        now: Instant,
+        commands: impl IntoIterator<Item = Vec<u8>>,
+    ) -> Result<u64, crate::raft::ProposeError> {
+        let mut last = Err(crate::raft::ProposeError::NotLeader(self.raft.leader()));
+        for command in commands {
+            let command =
+                crate::wire::BoundedVec::try_from_vec(command).map_err(|_| crate::raft::ProposeError::TooLarge)?;
+            last = Ok(self.raft.propose(crate::raft::Payload::Command(command))?);
+        }
+        self.flush_raft(now);
+        last
+    }
+
     /// Log entries from `from` to the end of this member's log (for checkers).
     pub fn log_entries(&self, from: u64) -> impl Iterator<Item = &Entry> {
         self.raft.entries_from(from)

@@ -34,6 +34,9 @@ pub enum Payload {
         /// The view's epoch.
         epoch: u64,
     },
+    /// An application command, opaque to the core; the replicated state
+    /// machine (DESIGN §3.4) applies it once committed.
+    Command(BoundedVec<u8, { limits::MAX_COMMAND_BYTES }>),
 }
 
 impl Payload {
@@ -44,6 +47,7 @@ impl Payload {
             Payload::Config(_) => "config",
             Payload::View(_) => "view",
             Payload::Stable { .. } => "stable",
+            Payload::Command(_) => "command",
         }
     }
 }

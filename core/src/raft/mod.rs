@@ -133,6 +133,9 @@ pub enum ProposeError {
     /// A leadership transfer is under way; proposals wait for the new leader.
     #[error("leadership transfer in progress")]
     Transferring,
+    /// The command exceeds `wire::limits::MAX_COMMAND_BYTES`.
+    #[error("command larger than {} bytes", crate::wire::limits::MAX_COMMAND_BYTES)]
+    TooLarge,
 }
 
 /// The leader's state.

@@ -269,6 +269,23 @@ impl Sim {
         self.end_step();
     }
 
+    /// Hands `idx` a batch of client commands in one input (see
+    /// [`Node::propose_commands`]); the last index appended, if it leads.
+    pub fn propose_commands(
+        &mut self,
+        idx: NodeIdx,
+        commands: impl IntoIterator<Item = Vec<u8>>,
+    ) -> Result<u64, crate::raft::ProposeError> {
+        self.assert_running(idx, "propose_commands");
+        self.begin_step();
+        let now = self.now;
+        let node = self.slots[idx.0].node.as_mut().expect("running");
+        let proposed = node.propose_commands(now, commands);
+        self.after_input(idx);
+        self.end_step();
+        proposed
+    }
+
     /// Tells `idx` to join through the current addresses of `seeds`
     /// ([`Command::Join`]).
     pub fn join(&mut self, idx: NodeIdx, seeds: &[NodeIdx]) {

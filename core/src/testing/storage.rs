@@ -43,12 +43,13 @@ pub struct Storage {
     member_id: MemberId,
     synced: Recovered,
     pending: VecDeque<Persist>,
+    writes: u64,
 }
 
 impl Storage {
     /// Fresh, empty storage for a member with this durable id.
     pub(crate) fn new(member_id: MemberId) -> Self {
-        Storage { member_id, synced: Recovered::default(), pending: VecDeque::new() }
+        Storage { member_id, synced: Recovered::default(), pending: VecDeque::new(), writes: 0 }
     }
 
     /// The durable id created with this storage.
@@ -66,8 +67,14 @@ impl Storage {
         self.pending.iter()
     }
 
+    /// Writes issued over this slot's life (each a write and an fsync).
+    pub fn writes(&self) -> u64 {
+        self.writes
+    }
+
     /// Queues a write; it becomes durable at [`Storage::sync`].
     pub(crate) fn write(&mut self, persist: Persist) {
+        self.writes += 1;
         debug_assert!(
             self.pending.back().is_none_or(|last| last.seq < persist.seq),
             "persist sequence numbers increase"

@@ -47,6 +47,10 @@ pub const MAX_APPEND_ENTRIES: usize = 1024;
 /// Bytes of entries in one Raft append (one entry may exceed it alone).
 pub const MAX_APPEND_BYTES: usize = 1024 * 1024;
 
+/// Bytes of one application command in the log (etcd's default request
+/// limit is 1.5 MiB; a command must fit one append with room to spare).
+pub const MAX_COMMAND_BYTES: usize = 512 * 1024;
+
 /// Bytes of one snapshot chunk.
 pub const SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;
 
