@@ -149,11 +149,11 @@ fn watch(sim: &mut Sim) -> Rc<RefCell<Seen>> {
         let mut seen = hook.borrow_mut();
         seen.s1.check(sim);
         for record in sim.step_events() {
-            match record.event {
+            match &record.event {
                 Event::LeaderChanged { leader, term } => {
-                    seen.leader_changes.push((record.at, record.node, leader, term))
+                    seen.leader_changes.push((record.at, record.node, *leader, *term))
                 }
-                Event::ClusterStable { epoch } => seen.cluster_stable.push((record.at, record.node, epoch)),
+                Event::ClusterStable(view) => seen.cluster_stable.push((record.at, record.node, view.epoch)),
                 _ => {}
             }
         }

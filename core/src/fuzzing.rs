@@ -6,13 +6,16 @@
 //! - [`decode_envelope`]: any bytes through the wire decoder, both channels.
 //! - [`node_inputs`]: one [`Node`] fed an arbitrary sequence of [`Input`]s.
 //! - [`cluster_ops`]: a small cluster in the deterministic driver
-//!   ([`crate::testing::Sim`]) under an arbitrary sequence of faults, commands
-//!   and raw or mutated frames, then healed: its membership must converge
-//!   (DESIGN §3.1, "convergence after faults stop").
+//!   ([`crate::testing::Sim`]), membership alone or with Raft bootstrapped,
+//!   under an arbitrary sequence of faults, commands and raw or mutated
+//!   frames, then healed: its membership must converge and stay converged
+//!   (DESIGN §3.1, "convergence after faults stop"; S6 once they have).
 //!
 //! Every entry point takes raw bytes and panics on a violation, so a failing
 //! input is a reproducer: `cargo fuzz run <target> <file>`, or
-//! `entry_point(&std::fs::read(file).unwrap())` in a unit test.
+//! `entry_point(&std::fs::read(file).unwrap())` in a unit test, where
+//! [`cluster_ops`] also prints its operation log as the panic unwinds
+//! ([`describe_cluster_ops`] decodes an input without running it).
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeSet, VecDeque};
@@ -27,7 +30,6 @@ use crate::config::{Bootstrap, Config};
 use crate::id::{ClusterUuid, MemberId, cluster_name_hash};
 use crate::membership::{MemberInfo, Message, PushPull, State, Update, Updates};
 use crate::node::{Command, Event, Identity, Input, Node, Output, Recovered};
-use crate::raft::Message as RaftMessage;
 use crate::testing::{Disk, NodeIdx, PORT, Sim, live_members_declared_failed};
 use crate::time::Instant;
 use crate::wire::{self, Body, BoundedVec, Channel, Envelope, Header, Name, Tags, limits};
@@ -42,15 +44,6 @@ const CLUSTER: &str = "fuzz";
 /// While this is `true`, fuzzed incarnations stay below `2^31`. Set it to
 /// `false` once the core is fixed.
 const AVOID_INCARNATION_OVERFLOW: bool = true;
-
-/// Keeps [`cluster_ops`] away from a known core bug: a Raft leader takes a
-/// follower's `AppendResponse { success: true, index }` at its word, so one
-/// corrupted or forged response (no AEAD) sets a match index beyond the
-/// leader's log (`check_invariants`: "a follower matched beyond our log";
-/// `index: u64::MAX` overflows `index + 1`). While this is `true`, forged
-/// append responses are not injected (replays still are). Set it to `false`
-/// once the core is fixed.
-const AVOID_FORGED_APPEND_RESPONSES: bool = true;
 
 /// Keeps [`cluster_ops`] from stopping at a known core bug: a push-pull that
 /// holds a member `Dead` at a higher incarnation than we do turns our `Dead`
@@ -441,7 +434,9 @@ impl OutputChecks {
 /// (ticks at increasing times, well-formed and mutated and arbitrary frames
 /// on both channels, commands, persist confirmations with any sequence
 /// number, discovery results), with [`Node::check_invariants`] after each and
-/// its outputs checked ([`OutputChecks`]).
+/// its outputs checked: every send is a valid envelope of this node and boot,
+/// none passes an unconfirmed persist, persist sequence numbers increase, and
+/// no deadline is left in the past. The run ends at `LeaveComplete`.
 pub fn node_inputs(data: &[u8]) {
     let mut u = Unstructured::new(data);
     let seed = u64::arbitrary(&mut u).unwrap_or(0);
@@ -658,6 +653,8 @@ struct ClusterRun {
     /// Set by the step hook when a member reports `LeaveComplete`: its
     /// process exits ([`ClusterRun::collect`] crashes it) before the next instant.
     leave_completed: Rc<Cell<bool>>,
+    /// Whether `n0`–`n2` bootstrapped Raft.
+    raft: bool,
     /// Every operation applied, printed if the run panics.
     log: Vec<String>,
 }
@@ -726,6 +723,7 @@ impl ClusterRun {
             ops_time: Duration::ZERO,
             moved: 0,
             leave_completed,
+            raft,
             log,
         }
     }
@@ -752,7 +750,7 @@ impl ClusterRun {
             }
             ClusterOp::Restart { node, keep_disk, new_addr, via, every_seed } => {
                 let idx = self.node(node);
-                let disk = if keep_disk { Disk::Keep } else { Disk::Lost };
+                let disk = if keep_disk || !self.may_lose_disk(idx) { Disk::Keep } else { Disk::Lost };
                 let addr = if new_addr {
                     self.moved += 1;
                     let [_, a, b, c] = self.moved.to_be_bytes();
@@ -896,6 +894,21 @@ impl ClusterRun {
         }
     }
 
+    /// Whether `idx` may restart without its disk. Any member may, except
+    /// that the last founder still holding the cluster's uuid keeps it: three
+    /// founders (`Bootstrap::Expect(3)`) that all lost their disks rightly
+    /// bootstrap a second cluster, which the uuid fence keeps apart from the
+    /// first for good (an operator's disaster, not a convergence failure).
+    fn may_lose_disk(&self, idx: NodeIdx) -> bool {
+        if !self.raft || idx.0 >= RAFT_FOUNDERS {
+            return true;
+        }
+        (0..RAFT_FOUNDERS)
+            .map(NodeIdx)
+            .filter(|&founder| founder != idx)
+            .any(|founder| !self.sim.storage(founder).synced().cluster_uuid.is_nil())
+    }
+
     /// A member other than `idx` that is up and not leaving, picked by `via`.
     fn live_peer(&self, idx: NodeIdx, via: u8) -> Option<NodeIdx> {
         let live: Vec<NodeIdx> =
@@ -914,15 +927,9 @@ impl ClusterRun {
             slot if slot < self.slots.len() => self.sim.addr(NodeIdx(slot)),
             _ => SocketAddr::from(([10, 250, 0, from], PORT)),
         };
-        let envelope = Envelope::decode(bytes, channel).ok();
-        let ours = envelope.as_ref().filter(|envelope| envelope.header.cluster_name_hash == cluster_name_hash(CLUSTER));
-        if let Some(envelope) = ours
-            && !self.real_frames.contains(&frame_hash(bytes))
-        {
-            let append_response = matches!(envelope.body, Body::Raft(RaftMessage::AppendResponse { .. }));
-            if AVOID_FORGED_APPEND_RESPONSES && append_response {
-                return;
-            }
+        let accepted = Envelope::decode(bytes, channel)
+            .is_ok_and(|envelope| envelope.header.cluster_name_hash == cluster_name_hash(CLUSTER));
+        if accepted && !self.real_frames.contains(&frame_hash(bytes)) {
             self.forged += 1;
         }
         self.sim.inject(idx, from, channel, bytes);
@@ -1087,14 +1094,16 @@ impl ClusterRun {
     }
 }
 
-/// A cluster of 3 to 6 members ([`Config::fast`], seeded from the data) under
-/// up to [`MAX_CLUSTER_OPS`] operations ([`ClusterOp`]: time, crashes,
-/// restarts with or without the disk, pauses, partitions, cuts, loss and
-/// duplication up to 30 %, leaves, tags, joins, discovery, arbitrary and
-/// mutated frames). The driver checks every node's invariants after every
-/// input and this harness checks every frame a node sends is a valid
-/// envelope. Then the faults stop ([`ClusterRun::settle_and_check`]) and
-/// membership must converge, unless a forged frame was accepted.
+/// A cluster of 3 to 6 members ([`Config::fast`], seeded from the data; on
+/// request three of them bootstrap Raft first) under up to 64 operations:
+/// time, crashes, restarts with or without the disk (optionally at a new
+/// address, re-joining as an agent would), pauses, partitions, one-way cuts,
+/// isolation, loss and duplication up to 30 %, leaves, tags, joins,
+/// discovery, arbitrary bytes and replayed or mutated real frames. The driver
+/// checks every node's invariants after every input and this harness checks
+/// every frame a node sends is a valid envelope. Then the faults stop and
+/// membership must converge within a bound computed from the configuration
+/// and stay converged (S6 included), unless a forged frame was accepted.
 pub fn cluster_ops(data: &[u8]) {
     let input = decode_cluster_ops(data);
     let mut run = ClusterRun::new(input.size, input.seed, input.raft);

@@ -63,15 +63,15 @@ fn replay(target: &str, entry: fn(&[u8]), limit: Option<usize>) {
     }
     let elapsed = started.elapsed();
     let of = if replayed < inputs.len() {
-        format!(" of {} (every {stride}th; QUORATE_FUZZ_REPLAY_ALL=1 replays all)", inputs.len())
+        format!(" of {} (one in {stride}; QUORATE_FUZZ_REPLAY_ALL=1 replays all)", inputs.len())
     } else {
         String::new()
     };
     println!("fuzz corpus `{target}`: replayed {replayed}{of} inputs in {elapsed:.2?}");
 }
 
-/// Most `cluster` inputs one debug `cargo test` replays (about 15 s).
-const CLUSTER_REPLAY_LIMIT: usize = 150;
+/// Most `cluster` inputs one debug `cargo test` replays (about 10 s).
+const CLUSTER_REPLAY_LIMIT: usize = 100;
 
 #[test]
 fn every_stored_envelope_input_decodes_without_panicking_and_round_trips() {

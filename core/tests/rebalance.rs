@@ -240,7 +240,8 @@ impl Ledger {
                     );
                     delivered.push(view.epoch);
                 }
-                Event::ClusterStable { epoch } => {
+                Event::ClusterStable(view) => {
+                    let epoch = view.epoch;
                     let reporter = sim.node(record.node).expect("a node that reports is up");
                     // S4: only a leader reports, for its newest view, stable in its log.
                     assert_eq!(
@@ -251,14 +252,13 @@ impl Ledger {
                         reporter.role()
                     );
                     assert!(
-                        reporter.view().is_some_and(|view| view.epoch == *epoch) && reporter.is_stable(),
+                        reporter.view().is_some_and(|view| view.epoch == epoch) && reporter.is_stable(),
                         "S4 (Sim::new({seed})): {} reported ClusterStable({epoch}) with view {:?}, stable: {}",
                         record.node,
                         reporter.view().map(|view| view.epoch),
                         reporter.is_stable()
                     );
-                    let report =
-                        StableReport { at: record.at, node: record.node, term: reporter.term(), epoch: *epoch };
+                    let report = StableReport { at: record.at, node: record.node, term: reporter.term(), epoch };
                     // S4: at most once per term (one leader per term, S1) and epoch.
                     assert!(
                         !self.reports.iter().any(|r| r.term == report.term && r.epoch == report.epoch),

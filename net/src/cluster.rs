@@ -428,16 +428,16 @@ impl Cluster {
         });
     }
 
-    /// Calls `handler` with the epoch each time this member, as leader, sees
-    /// every member finish rebalancing to the newest view: the place for
-    /// cluster-wide housekeeping. At least once per stable view across leader
-    /// changes, so deduplicate by epoch.
-    pub fn on_cluster_stable(&self, mut handler: impl FnMut(u64) + Send + 'static) {
+    /// Calls `handler` with the view each time this member, as leader, sees
+    /// every member finish rebalancing to it: the place for cluster-wide
+    /// housekeeping. At least once per stable view across leader changes, so
+    /// deduplicate by `view.epoch`.
+    pub fn on_cluster_stable(&self, mut handler: impl FnMut(View) + Send + 'static) {
         let mut events = self.events();
         tokio::spawn(async move {
             while let Some(event) = next_event(&mut events).await {
-                if let Event::ClusterStable { epoch } = event {
-                    handler(epoch);
+                if let Event::ClusterStable(view) = event {
+                    handler(view);
                 }
             }
         });

@@ -181,7 +181,7 @@ impl Driver {
                         match &event {
                             Event::LeaderChanged { .. } => self.stats.leader_changes += 1,
                             Event::Rebalance(view) => self.stats.view_delivered(view.epoch, elapsed),
-                            Event::ClusterStable { epoch } => self.stats.view_stable(*epoch, elapsed),
+                            Event::ClusterStable(view) => self.stats.view_stable(view.epoch, elapsed),
                             _ => {}
                         }
                         if event == Event::LeaveComplete {

@@ -1,35 +1,69 @@
 //! quorate: make any tokio service a cluster.
 //!
+//! Each process runs one member. Members find each other (a seed address or a
+//! [`discovery`] source), detect failures (SWIM with Lifeguard), elect one
+//! leader (Raft), and agree on numbered views of the live members. On every
+//! new view each member moves its work to the view's rendezvous owners and
+//! acks; when every member acked, the leader learns that the cluster is
+//! stable. The view's epoch is a fencing token for the systems you write to.
+//!
 //! This crate runs the sans-IO protocol core ([`quorate_core`]) under tokio:
-//! one UDP socket for membership datagrams, TCP for stream frames, one task
-//! per member. Built with `--cfg madsim`, the same code runs in the madsim
-//! simulator.
+//! one UDP socket for membership datagrams, TCP for Raft, push-pull and
+//! snapshots, one task per member. Built with `--cfg madsim`, the same code
+//! runs in the madsim simulator.
 //!
-//! ```no_run
-//! # async fn example() -> Result<(), quorate::Error> {
-//! use quorate::{Cluster, Event, Profile};
+//! Three members on loopback, keyed work moved on each view, housekeeping on
+//! the leader once the cluster is stable:
 //!
-//! let member = Cluster::builder()
-//!     .cluster("billing")
-//!     .node("billing-1")
-//!     .bind("10.0.0.1:7946".parse().unwrap())
-//!     .join(["10.0.0.2:7946".parse().unwrap()])
-//!     .tag("service", "billing")?
-//!     .profile(Profile::Lan)
-//!     .start()
-//!     .await?;
-//! let mut events = member.events();
-//! while let Ok(event) = events.recv().await {
-//!     if let Event::MemberFailed(info) = event {
-//!         println!("{} failed", info.name);
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use quorate::{Cluster, Profile};
+//!
+//! let (stable_tx, mut stable_rx) = tokio::sync::mpsc::unbounded_channel();
+//! let mut members: Vec<Cluster> = Vec::new();
+//! for name in ["a", "b", "c"] {
+//!     let seed = members.first().map(Cluster::addr);
+//!     let member = Cluster::builder()
+//!         .cluster("example")
+//!         .node(name)
+//!         .bind("127.0.0.1:0".parse()?)
+//!         .join(seed)
+//!         .profile(Profile::Fast)
+//!         // The three form the cluster together once they see each other.
+//!         .bootstrap_expect(3)
+//!         // In-memory state may vote only in tests and demos; production
+//!         // members use `.data_dir(..)`.
+//!         .allow_ephemeral_voters(true)
+//!         .start()
+//!         .await?;
+//!     let me = member.id();
+//!     member.on_rebalance(move |view, done| {
+//!         // Serve the keys this member owns in `view`, drop the others...
+//!         let _mine = view.owner(b"customer-42") == Some(me);
+//!         // ...then say so.
+//!         done.ack();
+//!     });
+//!     let stable = stable_tx.clone();
+//!     member.on_cluster_stable(move |view| {
+//!         let _ = stable.send(view);
+//!     });
+//!     members.push(member);
+//! }
+//! // Only the leader reports; the first stable view may predate a member.
+//! let view = loop {
+//!     let view = stable_rx.recv().await.expect("a stable view");
+//!     if view.members.len() == 3 {
+//!         break view;
 //!     }
+//! };
+//! println!("stable at epoch {}", view.epoch);
+//! assert!(members.iter().any(|member| member.is_leader()));
+//! for member in members {
+//!     member.shutdown().await;
 //! }
 //! # Ok(()) }
 //! ```
-//!
-//! What this crate offers today is membership: failure detection, tags,
-//! graceful leave and joins. Leader election, agreed views, rebalancing and
-//! the replicated state machine come with the rest of the protocol core.
 
 #![deny(missing_docs)]
 

@@ -335,7 +335,7 @@ mod agent {
             Event::JoinedCluster { uuid } => tracing::info!(?uuid, "joined the cluster"),
             Event::LeaderChanged { leader, term } => tracing::info!(leader = ?leader, term, "leader changed"),
             Event::Rebalance(view) => tracing::debug!(epoch = view.epoch, "new view"),
-            Event::ClusterStable { epoch } => tracing::info!(epoch, "cluster stable (as leader)"),
+            Event::ClusterStable(view) => tracing::info!(epoch = view.epoch, "cluster stable (as leader)"),
             Event::LeaveComplete => tracing::info!("leave complete"),
             Event::Fenced { by } => {
                 tracing::error!(?by, "fenced: this member's cluster was recovered elsewhere; wipe its data dir")
@@ -727,7 +727,7 @@ mod demo {
             Event::BootstrapRefused { reason } => format!("not bootstrapping: {reason}"),
             Event::JoinedCluster { .. } => "joined the cluster's log".to_owned(),
             Event::LeaderChanged { leader: Some(leader), term } => format!("leader is {leader} (term {term})"),
-            Event::ClusterStable { epoch } => format!("as leader: cluster stable at view {epoch}"),
+            Event::ClusterStable(view) => format!("as leader: cluster stable at view {}", view.epoch),
             Event::LeaveComplete => "left the cluster".to_owned(),
             Event::Fenced { by } => format!("fenced: our cluster was recovered elsewhere as {by:?}"),
             Event::Joined

@@ -254,8 +254,10 @@ impl Node {
         // first own-term entry committed while the newest view was stable.
         if leading && self.raft.own_term_committed() && self.rebalance.state.is_stable() {
             let (term, epoch) = (self.raft.term(), self.rebalance.state.epoch());
-            if self.rebalance.report_stable(term, epoch) {
-                self.outbox.event(Event::ClusterStable { epoch });
+            if self.rebalance.report_stable(term, epoch)
+                && let Some(view) = &self.rebalance.state.view
+            {
+                self.outbox.event(Event::ClusterStable(view.clone()));
             }
         }
         if self.raft.wants_snapshot() {

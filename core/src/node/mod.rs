@@ -260,13 +260,10 @@ pub enum Event {
     /// A new view committed: move work to its owners, then send
     /// [`Command::Ack`] with its epoch.
     Rebalance(View),
-    /// On the leader: every member acked view `epoch` and its `Stable`
+    /// On the leader: every member acked this view and its `Stable`
     /// committed. Reported once per term and epoch; at least once across
     /// leader changes, so housekeeping deduplicates by epoch.
-    ClusterStable {
-        /// The stable view's epoch.
-        epoch: u64,
-    },
+    ClusterStable(View),
     /// This node's `Left` has been gossiped; the driver may shut it down.
     LeaveComplete,
     /// A member of this node's configuration now belongs to the cluster

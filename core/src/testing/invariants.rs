@@ -683,11 +683,12 @@ impl StableOnce {
             .inspect_err(|_| self.unchanged.forget(idx))?;
         }
         for record in sim.step_events() {
-            match record.event {
+            match &record.event {
                 Event::LeaderChanged { leader, term } => {
-                    self.observe_leader_changed(record.node, record.boot_id, leader, term)
+                    self.observe_leader_changed(record.node, record.boot_id, *leader, *term)
                 }
-                Event::ClusterStable { epoch } => {
+                Event::ClusterStable(view) => {
+                    let epoch = view.epoch;
                     let uuid = sim.node(record.node).map_or(ClusterUuid::NIL, |node| node.cluster_uuid());
                     let member = sim.member_id(record.node);
                     self.observe_cluster_stable(record.at, record.node, member, record.boot_id, uuid, epoch)?;

@@ -56,7 +56,7 @@ fn kind_and_subject(event: &Event) -> (&'static str, Option<MemberId>) {
         Event::JoinedCluster { .. } => ("joined_cluster", None),
         Event::LeaderChanged { leader, .. } => ("leader_changed", *leader),
         Event::Rebalance(_) => ("rebalance", None),
-        Event::ClusterStable { .. } => ("cluster_stable", None),
+        Event::ClusterStable(_) => ("cluster_stable", None),
         Event::Fenced { .. } => ("fenced", None),
     }
 }
