@@ -37,24 +37,6 @@ use crate::wire::{self, Body, BoundedVec, Channel, Envelope, Header, Name, Tags,
 /// The cluster name every fuzzed node uses.
 const CLUSTER: &str = "fuzz";
 
-/// Keeps [`node_inputs`] away from a known core bug: a claim about the node
-/// itself at incarnation `u32::MAX` makes its refutation overflow
-/// (`version.incarnation.max(local.incarnation) + 1`: a panic with overflow
-/// checks, a wrap to 0 without, after which the member can never refute).
-/// While this is `true`, fuzzed incarnations stay below `2^31`. Set it to
-/// `false` once the core is fixed.
-const AVOID_INCARNATION_OVERFLOW: bool = true;
-
-/// Keeps [`cluster_ops`] from stopping at a known core bug: a push-pull that
-/// holds a member `Dead` at a higher incarnation than we do turns our `Dead`
-/// into `Suspect` (the remote-dead-means-suspect rule applied to a member that
-/// is not alive here), so a converged cluster flaps (the dead member is live
-/// again, suspected, then reported failed a second time) with no fault at all.
-/// While this is `true`, the stability window after convergence accepts a
-/// flap that heals again within the quiet period. Set it to `false` once the
-/// core is fixed.
-const TOLERATE_DEAD_MEMBER_REVIVAL: bool = true;
-
 // ----- decode_envelope ------------------------------------------------------------------------
 
 /// Decodes `bytes` as a datagram and as a stream frame; a successful decode
@@ -223,9 +205,9 @@ impl Num {
         }
     }
 
-    /// An incarnation: see [`AVOID_INCARNATION_OVERFLOW`].
+    /// An incarnation, the highest included.
     fn incarnation(self) -> u32 {
-        if AVOID_INCARNATION_OVERFLOW { self.u32() & (u32::MAX >> 1) } else { self.u32() }
+        self.u32()
     }
 }
 
@@ -1083,9 +1065,8 @@ impl ClusterRun {
         if failures.is_empty() && diverged.is_none() {
             return;
         }
-        let tolerated = late || (TOLERATE_DEAD_MEMBER_REVIVAL && failures.is_empty());
         assert!(
-            tolerated,
+            late,
             "with no fault and no frame from before, S6 failures {failures:?}; divergence {:?}",
             diverged.map(|problem| problem.to_string())
         );

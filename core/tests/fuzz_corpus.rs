@@ -11,6 +11,7 @@
 //! operation targets); see `fuzz/README.md`.
 
 use std::collections::BTreeMap;
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
@@ -44,7 +45,8 @@ fn corpus(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
         .collect()
 }
 
-/// Runs the inputs of `target` through `entry`, naming the file that fails:
+/// Runs the inputs of `target` through `entry`, naming the file that fails
+/// (the name is printed before each input and shown if it panics):
 /// all of them, or with `limit` an evenly spaced, fixed subset of at most
 /// `limit` (every k-th file by name; the names are content hashes, so that
 /// is an unbiased sample). `QUORATE_FUZZ_REPLAY_ALL=1` lifts the limit.
@@ -67,7 +69,9 @@ fn replay(target: &str, entry: fn(&[u8]), limit: Option<usize>) {
     } else {
         String::new()
     };
-    println!("fuzz corpus `{target}`: replayed {replayed}{of} inputs in {elapsed:.2?}");
+    // Straight to stderr, past the test harness's capture, so CI logs show it.
+    let line = format!("fuzz corpus `{target}`: replayed {replayed}{of} inputs in {elapsed:.2?}\n");
+    std::io::stderr().write_all(line.as_bytes()).expect("stderr");
 }
 
 /// Most `cluster` inputs one debug `cargo test` replays (about 10 s).

@@ -4,7 +4,10 @@ mod support;
 
 use quorate_core::membership::{Message, PushPull, Update};
 use quorate_core::wire::{BoundedVec, Channel, limits};
-use quorate_core::{Command, Config, Input, Instant, MemberId, Node, Output, PersistState, Recovered, Rejection, Tags};
+use quorate_core::{
+    Command, Config, Event, Input, Instant, MemberId, MemberInfo, Node, Output, PersistState, Recovered, Rejection,
+    State, Tags,
+};
 use support::*;
 
 #[test]
@@ -225,4 +228,53 @@ fn a_push_pull_is_answered_with_full_state_at_the_senders_advertised_address() {
     let ids: Vec<_> = reply.members.iter().map(|m| m.id.as_u128()).collect();
     assert_eq!(ids, [1, 2, 5]);
     assert!(node.is_joined());
+}
+
+/// Found by fuzzing: the refutation of a claim at the highest incarnation
+/// overflowed (a panic with overflow checks, a wrap to 0 without).
+#[test]
+fn a_claim_about_this_member_at_the_highest_incarnation_cannot_panic_it() {
+    let mut node = started_node(Config::fast(CLUSTER));
+    let me = MemberId::from_u128(1);
+    receive(&mut node, millis(1), 2, Message::Gossip { updates: updates(vec![Update::Alive(alive(2, 0))]) });
+    let suspect = Update::Suspect { id: me, boot_id: 1, incarnation: u32::MAX, from: MemberId::from_u128(2) };
+    let outputs = receive(&mut node, millis(2), 2, Message::Gossip { updates: updates(vec![suspect]) });
+    // Nothing outranks the claim within this boot: no refutation is sent,
+    // and the member keeps its own view of itself.
+    assert!(!events(&outputs).iter().any(|event| matches!(event, Event::MemberFailed(_))));
+    assert_eq!(node.members().find(|member| member.id == me).map(|member| member.state), Some(State::Alive));
+    node.check_invariants();
+}
+
+/// Found by fuzzing: a push-pull holding a member `Dead` at a later
+/// incarnation than ours revived it as `Suspect`, so a converged cluster
+/// flapped (suspected, then reported failed a second time).
+#[test]
+fn a_later_dead_claim_about_a_dead_member_neither_revives_it_nor_reports_it_again() {
+    let mut node = started_node(Config::fast(CLUSTER));
+    let three = MemberId::from_u128(3);
+    let gossip = |update| Message::Gossip { updates: updates(vec![update]) };
+    receive(&mut node, millis(1), 2, gossip(Update::Alive(alive(2, 0))));
+    receive(&mut node, millis(1), 2, gossip(Update::Alive(alive(3, 0))));
+    let dead = Update::Dead { id: three, boot_id: 1, incarnation: 0, from: MemberId::from_u128(2) };
+    let outputs = receive(&mut node, millis(2), 2, gossip(dead));
+    assert_eq!(events(&outputs).iter().filter(|event| matches!(event, Event::MemberFailed(_))).count(), 1);
+
+    let members = vec![alive(2, 0), MemberInfo { state: State::Dead, ..alive(3, 1) }];
+    let push_pull = PushPull { join: false, reply: true, members: BoundedVec::try_from_vec(members).unwrap() };
+    let mut outputs = receive(&mut node, millis(3), 2, Message::PushPull(push_pull));
+    // Gossip of a later suspicion is no revival either.
+    let suspect = Update::Suspect { id: three, boot_id: 1, incarnation: 2, from: MemberId::from_u128(2) };
+    outputs.extend(receive(&mut node, millis(4), 2, gossip(suspect)));
+    let three_now = node.members().find(|member| member.id == three).expect("known");
+    assert_eq!((three_now.state, three_now.incarnation), (State::Dead, 1), "the later claim is recorded, still dead");
+    let about_three: Vec<_> = events(&outputs)
+        .into_iter()
+        .filter(|event| match event {
+            Event::MemberSuspected(info) | Event::MemberFailed(info) | Event::MemberRecovered(info) => info.id == three,
+            _ => false,
+        })
+        .collect();
+    assert!(about_three.is_empty(), "no news about a member already dead: {about_three:?}");
+    node.check_invariants();
 }

@@ -582,7 +582,16 @@ impl Membership {
         }
         // SWIM §4.2: refute with a higher incarnation. Lifeguard §4.3: having to
         // refute means our own messages are late, so our health drops.
-        let incarnation = version.incarnation.max(local.incarnation) + 1;
+        let Some(incarnation) = version.incarnation.max(local.incarnation).checked_add(1) else {
+            // Four billion refutations in one boot cannot happen; such a claim
+            // is forged or corrupt. Nothing outranks it within this boot, so
+            // say so: a restart (a new boot id) is the way back.
+            tracing::error!(
+                incarnation = version.incarnation,
+                "a claim about this member carries the highest incarnation and cannot be refuted until it restarts"
+            );
+            return;
+        };
         self.awareness.apply_delta(1);
         tracing::debug!(incarnation, "refuting a claim about this member");
         let member = self.members.get_mut(&self.local).expect("local member");
@@ -703,6 +712,12 @@ impl Membership {
         let Some(member) = self.members.get(&id) else {
             return;
         };
+        // SWIM: suspicion is about live members. A member held dead or left
+        // comes back only by announcing itself alive (a refutation or a new
+        // boot), never by someone else's suspicion.
+        if !member.info.state.is_live() {
+            return;
+        }
         let current = member.info.version();
         if version == current && member.info.state == State::Suspect {
             // Lifeguard §4.2: an independent confirmation shortens the timeout.
@@ -757,11 +772,15 @@ impl Membership {
         }
         let state = version.state();
         debug_assert!(matches!(state, State::Dead | State::Left), "a departure is a death or a leave");
+        let was = self.members[&id].info.state;
         self.set_state(ctx, id, state, version);
         self.broadcasts.push(update);
-        let info = self.members[&id].info.clone();
-        let event = if state == State::Left { Event::MemberLeft(info) } else { Event::MemberFailed(info) };
-        ctx.outbox.event(event);
+        // A newer claim of the same departure is no news to the application.
+        if was != state {
+            let info = self.members[&id].info.clone();
+            let event = if state == State::Left { Event::MemberLeft(info) } else { Event::MemberFailed(info) };
+            ctx.outbox.event(event);
+        }
     }
 
     /// Moves a known member to `state` at `version`, keeping the live count,
@@ -769,10 +788,14 @@ impl Membership {
     fn set_state(&mut self, ctx: &mut Ctx<'_>, id: MemberId, state: State, version: Version) {
         let member = self.members.get_mut(&id).expect("caller checked the member exists");
         let was_live = member.info.state.is_live();
+        // A newer claim of the same departure keeps the time it departed:
+        // reaping and voter replacement count from then.
+        if was_live || member.info.state != state {
+            member.since = ctx.now;
+        }
         member.info.state = state;
         member.info.boot_id = version.boot_id;
         member.info.incarnation = version.incarnation;
-        member.since = ctx.now;
         if state != State::Suspect && self.suspicions.remove(&id).is_some() {
             ctx.timers.cancel(Timer::Suspicion(id));
         }
@@ -905,8 +928,12 @@ impl Membership {
             let version = info.version();
             match info.state {
                 State::Alive => self.on_alive(ctx, info),
-                // memberlist: a remote "dead" only makes us suspect, so a member
-                // wrongly dead elsewhere gets its chance to refute.
+                // memberlist: a remote "dead" about a member live here only
+                // makes us suspect, so a member wrongly dead elsewhere gets its
+                // chance to refute; about one departed here it is just news.
+                State::Dead if !self.members.get(&info.id).is_some_and(|m| m.info.state.is_live()) => {
+                    self.on_dead(ctx, info.id, version, header.from)
+                }
                 State::Suspect | State::Dead => {
                     self.on_suspect(ctx, info.id, version.with_state(State::Suspect), header.from)
                 }
