@@ -47,8 +47,9 @@ use quorum::VoteResult;
 pub struct RaftConfig {
     /// How often a leader sends heartbeats (and retries stalled followers).
     pub heartbeat_interval: Duration,
-    /// The shortest election timeout, also the CheckQuorum period and how
-    /// long a follower keeps trusting a silent leader.
+    /// The shortest election timeout, also how long a leader keeps leading
+    /// without hearing from a majority (CheckQuorum) and how long a follower
+    /// keeps trusting a silent leader.
     pub election_timeout: Duration,
     /// The longest election timeout; each one is drawn uniformly from
     /// `[election_timeout, election_timeout_max]`.
@@ -185,8 +186,7 @@ pub struct Raft {
     unconfirmed: VecDeque<(u64, u64)>,
     votes: BTreeMap<MemberId, bool>,
     leading: Option<Leading>,
-    /// Voters heard from in the current CheckQuorum round.
-    heard: BTreeSet<MemberId>,
+
     /// When this member last heard from a current leader (leader stickiness).
     leader_contact: Option<Instant>,
     receiving: Option<Receiving>,
@@ -238,7 +238,7 @@ impl Raft {
             unconfirmed: VecDeque::new(),
             votes: BTreeMap::new(),
             leading: None,
-            heard: BTreeSet::new(),
+
             leader_contact: None,
             receiving: None,
             snapshot,
@@ -701,7 +701,6 @@ impl Raft {
         });
         self.elected_at = ctx.now;
         self.sync_progress();
-        self.heard.clear();
         ctx.timers.cancel(Timer::Election);
         ctx.timers.set(Timer::Heartbeat, ctx.now + self.config.heartbeat_interval);
         ctx.timers.set(Timer::CheckQuorum, ctx.now + self.config.election_timeout);
@@ -710,19 +709,31 @@ impl Raft {
         self.append_local(Entry { term: self.term, index: next, payload: Payload::Noop });
     }
 
+    /// Dissertation §6.2: a leader that has not heard from a majority within
+    /// an election timeout steps down. The timer is armed for the moment that
+    /// becomes true if nothing more is heard, so a leader cut off steps down
+    /// one election timeout after its last contact with a majority.
     fn on_check_quorum(&mut self, ctx: &mut Ctx<'_>) {
         if self.role != Role::Leader {
             return;
         }
-        ctx.timers.set(Timer::CheckQuorum, ctx.now + self.config.election_timeout);
-        let (id, heard) = (self.id, std::mem::take(&mut self.heard));
-        if !quorum::has_quorum(&self.configuration.voters, |voter| voter == id || heard.contains(&voter)) {
-            tracing::warn!(
-                term = self.term,
-                "CheckQuorum: no majority heard from within an election timeout; stepping down"
-            );
-            self.become_follower(ctx, self.term, None);
+        let (id, now) = (self.id, ctx.now);
+        // The latest moment by which a majority of the voters had been heard
+        // from; the leader hears itself now, the others count from our election.
+        let contact = quorum::majority_match(&self.configuration.voters, |voter| {
+            let heard = if voter == id { Some(now) } else { self.last_heard(voter) };
+            heard.map_or(0, Instant::as_nanos)
+        });
+        let deadline = Instant::from_nanos(contact) + self.config.election_timeout;
+        if now < deadline {
+            ctx.timers.set(Timer::CheckQuorum, deadline);
+            return;
         }
+        tracing::warn!(
+            term = self.term,
+            "CheckQuorum: no majority heard from within an election timeout; stepping down"
+        );
+        self.become_follower(ctx, self.term, None);
     }
 
     // ----- replication (§5.3) ----------------------------------------------------------------
@@ -895,7 +906,6 @@ impl Raft {
     }
 
     fn note_heard(&mut self, now: Instant, from: MemberId) {
-        self.heard.insert(from);
         if let Some(leading) = self.leading.as_mut() {
             leading.last_heard.insert(from, now);
         }

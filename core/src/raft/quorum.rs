@@ -40,9 +40,10 @@ pub(crate) fn tally(voters: &BTreeSet<MemberId>, votes: &BTreeMap<MemberId, bool
     }
 }
 
-/// The highest index stored on a majority of `voters`, given each voter's
-/// match index (absent voters count as 0). Raft §5.3: the leader may commit
-/// up to here, if the entry there is of its own term (§5.4.2, checked by the caller).
+/// The highest value a majority of `voters` holds at least, given each
+/// voter's (absent voters count as 0). With match indexes, Raft §5.3: the
+/// leader may commit up to here, if the entry there is of its own term
+/// (§5.4.2, checked by the caller); with contact times, CheckQuorum.
 pub(crate) fn majority_match(voters: &BTreeSet<MemberId>, matched: impl Fn(MemberId) -> u64) -> u64 {
     if voters.is_empty() {
         return 0;
@@ -51,13 +52,6 @@ pub(crate) fn majority_match(voters: &BTreeSet<MemberId>, matched: impl Fn(Membe
     indexes.sort_unstable_by(|a, b| b.cmp(a));
     // With n voters, the (n/2 + 1)-th highest is held by a majority.
     indexes[voters.len() / 2]
-}
-
-/// Whether `heard` (members heard from recently, the leader included) holds a
-/// majority of `voters` — CheckQuorum (dissertation §6.2).
-pub(crate) fn has_quorum(voters: &BTreeSet<MemberId>, heard: impl Fn(MemberId) -> bool) -> bool {
-    let present = voters.iter().filter(|&&voter| heard(voter)).count();
-    present > voters.len() / 2
 }
 
 #[cfg(test)]
@@ -109,13 +103,5 @@ mod tests {
             let matched = |id: MemberId| matches[id.as_u128() as usize - 1];
             assert_eq!(majority_match(&voters, matched), expected, "row {index}");
         }
-    }
-
-    #[test]
-    fn check_quorum_needs_a_strict_majority() {
-        let voters = ids(&[1, 2, 3, 4]);
-        assert!(!has_quorum(&voters, |id| id.as_u128() <= 2));
-        assert!(has_quorum(&voters, |id| id.as_u128() <= 3));
-        assert!(has_quorum(&ids(&[1]), |_| true));
     }
 }
