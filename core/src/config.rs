@@ -115,7 +115,7 @@ pub enum ConfigError {
     #[error("cluster name must be 1 to {} bytes", limits::MAX_NAME_BYTES)]
     ClusterName,
     /// Heartbeats must come well within an election timeout.
-    #[error("raft heartbeat_interval ({heartbeat:?}) must be under half the election_timeout ({election:?})")]
+    #[error("raft heartbeat_interval ({heartbeat:?}) must be at most half the election_timeout ({election:?})")]
     HeartbeatTooSlow {
         /// The configured heartbeat interval.
         heartbeat: Duration,

@@ -113,6 +113,7 @@ pub struct Builder {
     bootstrap: Option<Bootstrap>,
     bootstrap_expect_zero: bool,
     allow_ephemeral_voters: bool,
+    raft_timing: Option<(Duration, Duration)>,
 }
 
 impl Default for Builder {
@@ -131,6 +132,7 @@ impl Default for Builder {
             bootstrap: None,
             bootstrap_expect_zero: false,
             allow_ephemeral_voters: false,
+            raft_timing: None,
         }
     }
 }
@@ -177,6 +179,17 @@ impl Builder {
     /// The timing profile (default [`Profile::Lan`]).
     pub fn profile(mut self, profile: Profile) -> Self {
         self.profile = profile;
+        self
+    }
+
+    /// Override the profile's Raft timing, as etcd's `--heartbeat-interval`
+    /// and `--election-timeout` do: the leader sends heartbeats every
+    /// `heartbeat`, and each election timeout is drawn from
+    /// `[election_timeout, 2 × election_timeout]`. The heartbeat must be at
+    /// most half the election timeout ([`Error::Config`] at start otherwise).
+    /// Every member of a cluster should use the same values.
+    pub fn raft_timing(mut self, heartbeat: Duration, election_timeout: Duration) -> Self {
+        self.raft_timing = Some((heartbeat, election_timeout));
         self
     }
 
@@ -238,6 +251,11 @@ impl Builder {
         let mut config = self.profile.config(&self.cluster);
         config.bootstrap = self.bootstrap.unwrap_or_default();
         config.voters.allow_ephemeral_voters = self.allow_ephemeral_voters;
+        if let Some((heartbeat, election_timeout)) = self.raft_timing {
+            config.raft.heartbeat_interval = heartbeat;
+            config.raft.election_timeout = election_timeout;
+            config.raft.election_timeout_max = election_timeout.saturating_mul(2);
+        }
         config.validate()?;
         let storage: Box<dyn Storage> = self.storage.unwrap_or_else(|| Box::new(MemoryStorage::new()));
         let (storage, loaded) = run_blocking(move || {

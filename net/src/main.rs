@@ -141,6 +141,14 @@ mod cli {
         /// Timing profile.
         #[arg(long, value_enum, default_value_t = ProfileArg::Lan)]
         pub profile: ProfileArg,
+        /// Raft heartbeat interval in milliseconds, overriding the profile's
+        /// (as etcd's flag); needs --election-timeout, at least twice as long.
+        #[arg(long, value_name = "MS", requires = "election_timeout", value_parser = clap::value_parser!(u64).range(1..))]
+        pub heartbeat_interval: Option<u64>,
+        /// Shortest Raft election timeout in milliseconds; each is drawn up to
+        /// twice this (as etcd's flag). Needs --heartbeat-interval.
+        #[arg(long, value_name = "MS", requires = "heartbeat_interval", value_parser = clap::value_parser!(u64).range(1..))]
+        pub election_timeout: Option<u64>,
         /// Log format.
         #[arg(long, value_enum, default_value_t = LogFormat::Text)]
         pub log_format: LogFormat,
@@ -231,6 +239,9 @@ mod agent {
             .join(join);
         if let Some(advertise) = args.advertise {
             builder = builder.advertise(advertise);
+        }
+        if let (Some(heartbeat), Some(election)) = (args.heartbeat_interval, args.election_timeout) {
+            builder = builder.raft_timing(Duration::from_millis(heartbeat), Duration::from_millis(election));
         }
         for (key, value) in &args.tags {
             builder = builder.tag(key.as_str(), value.as_str())?;

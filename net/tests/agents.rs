@@ -513,12 +513,15 @@ fn bad_flags_exit_non_zero_with_a_clear_message() {
     let bind = format!("127.0.0.1:{port}");
     let data_dir = dir.path().join("never-created").display().to_string();
     let base = ["agent", "--name", "x", "--data-dir", data_dir.as_str()];
-    let cases: [(&[&str], &[&str]); 5] = [
+    let timing = ["--bind", &bind, "--heartbeat-interval", "200", "--election-timeout", "250"];
+    let cases: [(&[&str], &[&str]); 7] = [
         (&["--bind", "nope"], &["--bind", "nope"]),
         (&["--bind", &bind, "--bootstrap", "--bootstrap-expect", "3"], &["--bootstrap", "cannot be used with"]),
         (&["--bind", &bind, "--bootstrap-expect", "0"], &["--bootstrap-expect", "0"]),
         (&["--bind", &bind, "--tag", "noequals"], &["--tag", "noequals", "KEY=VALUE"]),
         (&["--bind", &bind, "--profile", "warp"], &["--profile", "warp"]),
+        (&timing, &["heartbeat_interval (200ms) must be at most half the election_timeout (250ms)"]),
+        (&["--bind", &bind, "--heartbeat-interval", "50"], &["--election-timeout"]),
     ];
     for (index, (flags, expected)) in cases.iter().enumerate() {
         let args: Vec<&str> = base.iter().chain(flags.iter()).copied().collect();
