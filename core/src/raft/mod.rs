@@ -188,7 +188,6 @@ pub struct Raft {
     unconfirmed: VecDeque<(u64, u64)>,
     votes: BTreeMap<MemberId, bool>,
     leading: Option<Leading>,
-
     /// When this member last heard from a current leader (leader stickiness).
     leader_contact: Option<Instant>,
     receiving: Option<Receiving>,
