@@ -284,6 +284,7 @@ mod agent {
             }
         });
         tokio::select! {
+            biased;
             () = shutdown_signal() => {}
             stopped = cluster.stopped() => {
                 printer.abort();
