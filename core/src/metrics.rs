@@ -13,6 +13,8 @@ pub enum Rejection {
     UnknownVersion,
     /// Not a well-formed envelope.
     Malformed,
+    /// Damaged on the way: the bytes do not match their checksum.
+    Corrupt,
     /// Another cluster's name hash.
     ForeignCluster,
     /// Sent by this very member (e.g. its own address listed as a seed).
@@ -32,6 +34,7 @@ impl Rejection {
             Rejection::TooLarge => "too_large",
             Rejection::UnknownVersion => "unknown_version",
             Rejection::Malformed => "malformed",
+            Rejection::Corrupt => "corrupt",
             Rejection::ForeignCluster => "foreign_cluster",
             Rejection::FromSelf => "from_self",
             Rejection::StaleBoot => "stale_boot",

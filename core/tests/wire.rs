@@ -197,9 +197,32 @@ fn an_oversized_datagram_is_refused_without_parsing() {
 #[test]
 fn trailing_bytes_after_a_message_are_refused() {
     let envelope = Envelope { header: header(), body: Body::Membership(Message::Nack { seq: 1 }) };
-    let mut bytes = envelope.encode(Channel::Datagram).unwrap();
+    let mut bytes = unsealed(envelope.encode(Channel::Datagram).unwrap());
     bytes.push(0);
-    assert_eq!(Envelope::decode(&bytes, Channel::Datagram), Err(DecodeError::TrailingBytes(1)));
+    assert_eq!(Envelope::decode(&wire::with_checksum(&bytes), Channel::Datagram), Err(DecodeError::TrailingBytes(1)));
+}
+
+/// The encoding without its checksum, to damage it on purpose.
+fn unsealed(mut bytes: Vec<u8>) -> Vec<u8> {
+    bytes.truncate(bytes.len() - wire::CHECKSUM_BYTES);
+    bytes
+}
+
+proptest! {
+    /// One flipped bit anywhere, even one that leaves a well-formed
+    /// envelope (a durable id in gossip), is refused.
+    #[test]
+    fn a_flipped_bit_anywhere_is_refused(seq in any::<u32>(), at in any::<prop::sample::Index>(), bit in 0u8..8) {
+        let envelope = Envelope { header: header(), body: Body::Membership(Message::Nack { seq }) };
+        let mut bytes = envelope.encode(Channel::Datagram).unwrap();
+        let at = at.index(bytes.len());
+        bytes[at] ^= 1 << bit;
+        let refused = Envelope::decode(&bytes, Channel::Datagram);
+        prop_assert!(
+            matches!(refused, Err(DecodeError::Checksum { .. } | DecodeError::UnknownVersion(_))),
+            "flipping bit {bit} of byte {at} gave {refused:?}"
+        );
+    }
 }
 
 #[test]
@@ -232,7 +255,7 @@ fn a_lying_member_count_never_preallocates() {
         header: header(),
         body: Body::Membership(Message::PushPull(PushPull { join: true, reply: false, members: BoundedVec::new() })),
     };
-    let mut bytes = envelope.encode(Channel::Stream).unwrap();
+    let mut bytes = unsealed(envelope.encode(Channel::Stream).unwrap());
     // The empty member list is the last byte (count 0); claim MAX_MEMBERS instead.
     assert_eq!(bytes.pop(), Some(0));
     let mut count = limits::MAX_MEMBERS as u32;
@@ -242,6 +265,7 @@ fn a_lying_member_count_never_preallocates() {
     }
     bytes.push(count as u8);
     bytes.extend_from_slice(&[0xAB; 40]);
+    let bytes = wire::with_checksum(&bytes);
 
     let before = ALLOCATED.with(Cell::get);
     let decoded = Envelope::decode(&bytes, Channel::Stream);

@@ -12,7 +12,6 @@ use quorate_core::wire::{Name, TagsError, TooLong};
 use quorate_core::{
     Bootstrap, Command, Config, ConfigError, Event, Identity, MemberId, MemberInfo, Node, State, Tags, View,
 };
-use rand::Rng;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -114,6 +113,8 @@ pub struct Builder {
     bootstrap_expect_zero: bool,
     allow_ephemeral_voters: bool,
     raft_timing: Option<(Duration, Duration)>,
+    #[cfg(madsim)]
+    hooks: crate::sim::Hooks,
 }
 
 impl Default for Builder {
@@ -133,7 +134,32 @@ impl Default for Builder {
             bootstrap_expect_zero: false,
             allow_ephemeral_voters: false,
             raft_timing: None,
+            #[cfg(madsim)]
+            hooks: crate::sim::Hooks::default(),
         }
+    }
+}
+
+/// The simulator's hooks ([`crate::sim`]); only in the `--cfg madsim` build.
+#[cfg(madsim)]
+impl Builder {
+    /// Calls `observer` after every step of the member's core, with the
+    /// events the step raised.
+    pub fn observer(mut self, observer: impl FnMut(&Node, &[Event]) + Send + 'static) -> Self {
+        self.hooks.observer = Some(Box::new(observer));
+        self
+    }
+
+    /// How long each sync of the storage takes, in virtual time.
+    pub fn sync_latency(mut self, latency: Duration) -> Self {
+        self.hooks.sync_latency = latency;
+        self
+    }
+
+    /// Datagram faults on this member's receive path.
+    pub fn datagram_faults(mut self, faults: crate::sim::DatagramFaults) -> Self {
+        self.hooks.datagram_faults = faults;
+        self
     }
 }
 
@@ -265,19 +291,21 @@ impl Builder {
         })
         .await;
         let loaded = loaded?;
-        let (transport, inbound) =
-            Transport::bind(self.bind).await.map_err(|source| Error::Bind { addr: self.bind, source })?;
+        #[cfg(madsim)]
+        let bound = Transport::bind(self.bind, self.hooks.datagram_faults).await;
+        #[cfg(not(madsim))]
+        let bound = Transport::bind(self.bind).await;
+        let (transport, inbound) = bound.map_err(|source| Error::Bind { addr: self.bind, source })?;
         let local_addr = transport.local_addr();
         let advertise = match self.advertise {
             Some(addr) => addr,
             None if local_addr.ip().is_unspecified() => return Err(Error::AdvertiseRequired(local_addr)),
             None => local_addr,
         };
-        // Under madsim this randomness is the simulator's, seeded and replayable.
         let id = loaded.member_id;
         let durable = storage.is_durable();
         let identity = Identity { id, name: name.clone(), addr: advertise, tags: self.tags, durable };
-        let node = Node::new(config, identity, rand::rng().random(), loaded.recovered, quorate_core::Instant::ZERO)?;
+        let node = Node::new(config, identity, u64::from_le_bytes(crate::random_bytes()), loaded.recovered, quorate_core::Instant::ZERO)?;
         let initial = Snapshot::of(&node, &Stats::default());
         let (snapshot_tx, snapshot) = watch::channel(initial);
         let (events, _) = broadcast::channel(EVENT_BACKLOG);
@@ -297,6 +325,8 @@ impl Builder {
             published_commit: 0,
             published_at: Instant::now(),
             stats: Stats::default(),
+            #[cfg(madsim)]
+            hooks: self.hooks,
         };
         let task = tokio::spawn(driver.run());
         let refresh = self.refresh_interval.unwrap_or_else(|| self.profile.refresh_interval());

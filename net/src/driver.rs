@@ -90,6 +90,8 @@ pub(crate) struct Driver {
     /// When the last snapshot was published.
     pub(crate) published_at: Instant,
     pub(crate) stats: Stats,
+    #[cfg(madsim)]
+    pub(crate) hooks: crate::sim::Hooks,
 }
 
 impl Driver {
@@ -165,6 +167,8 @@ impl Driver {
             let mut persisted = None;
             let mut writes = Vec::new();
             let mut membership_changed = false;
+            #[cfg(madsim)]
+            let mut step_events = Vec::new();
             while let Some(output) = self.node.poll() {
                 match output {
                     Output::Send(transmit) => match transmit.channel {
@@ -190,10 +194,16 @@ impl Driver {
                                 let _ = waiter.send(());
                             }
                         }
+                        #[cfg(madsim)]
+                        step_events.push(event.clone());
                         // No subscriber is not an error.
                         let _ = self.events.send(event);
                     }
                 }
+            }
+            #[cfg(madsim)]
+            if let Some(observer) = &mut self.hooks.observer {
+                observer(&self.node, &step_events);
             }
             // Queries read the snapshot: refresh it on any event, when a
             // commit moved (a follower's `Stable` raises no event), and
@@ -214,11 +224,26 @@ impl Driver {
         }
     }
 
-    /// Makes `writes` durable off the runtime's threads (fsync blocks).
+    /// Writes `writes` and syncs them, off the runtime's threads (fsync
+    /// blocks). In the simulator the sync takes virtual time, so a kill can
+    /// find the batch written and not yet synced.
     async fn persist(&mut self, writes: Vec<quorate_core::PersistState>) -> Result<(), crate::storage::StorageError> {
-        let mut storage = self.storage.take().expect("storage is back between persists");
+        self.with_storage(move |storage| storage.write(&writes)).await?;
+        #[cfg(madsim)]
+        if !self.hooks.sync_latency.is_zero() {
+            let slow = if crate::buggify!() { 10 } else { 1 };
+            tokio::time::sleep(self.hooks.sync_latency * slow).await;
+        }
+        self.with_storage(|storage| storage.sync()).await
+    }
+
+    async fn with_storage<T: Send + 'static>(
+        &mut self,
+        work: impl FnOnce(&mut Box<dyn Storage>) -> T + Send + 'static,
+    ) -> T {
+        let mut storage = self.storage.take().expect("storage is back between calls");
         let (storage, result) = run_blocking(move || {
-            let result = storage.persist(&writes);
+            let result = work(&mut storage);
             (storage, result)
         })
         .await;

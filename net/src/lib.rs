@@ -67,6 +67,19 @@
 
 #![deny(missing_docs)]
 
+/// Whether a simulation run injects a fault at this site (two-tier BUGGIFY,
+/// [`sim::buggify`]); always false outside the simulator.
+macro_rules! buggify {
+    () => {{
+        #[cfg(madsim)]
+        let fire = $crate::sim::buggify(concat!(file!(), ":", line!()));
+        #[cfg(not(madsim))]
+        let fire = false;
+        fire
+    }};
+}
+pub(crate) use buggify;
+
 #[cfg(not(madsim))]
 pub mod admin;
 mod blocking;
@@ -74,9 +87,23 @@ mod cluster;
 pub mod discovery;
 mod driver;
 pub mod framing;
+#[cfg(madsim)]
+pub mod sim;
 pub mod stats;
 pub mod storage;
 mod transport;
+
+/// Random bytes for seeds and durable ids. Under madsim they come from the
+/// simulator's seeded RNG: `rand`'s thread-local generator would carry its
+/// state from one simulation run to the next in the same thread.
+pub(crate) fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut bytes = [0; N];
+    #[cfg(madsim)]
+    madsim::rand::RngCore::fill_bytes(&mut madsim::rand::thread_rng(), &mut bytes);
+    #[cfg(not(madsim))]
+    rand::RngCore::fill_bytes(&mut rand::rng(), &mut bytes);
+    bytes
+}
 
 pub use cluster::{Builder, Cluster, Done, Error, Profile};
 pub use quorate_core::{Event, MemberId, MemberInfo, State, Tags, View};

@@ -89,15 +89,22 @@ impl Drop for Transport {
 impl Transport {
     /// Binds UDP and TCP on `addr` (port 0 picks one port free for both) and
     /// starts receiving. Returns the transport and the channel of what arrives.
-    pub(crate) async fn bind(addr: SocketAddr) -> io::Result<(Transport, mpsc::Receiver<Inbound>)> {
+    pub(crate) async fn bind(
+        addr: SocketAddr,
+        #[cfg(madsim)] faults: crate::sim::DatagramFaults,
+    ) -> io::Result<(Transport, mpsc::Receiver<Inbound>)> {
         let (listener, udp) = bind_both(addr).await?;
         let local_addr = listener.local_addr()?;
         let udp = Arc::new(udp);
         let counters = Arc::new(TransportCounters::default());
         let (inbound_tx, inbound_rx) = mpsc::channel(INBOUND_QUEUE);
         let (alive_tx, alive) = watch::channel(());
+        #[cfg(madsim)]
+        let receive = receive_datagrams(udp.clone(), inbound_tx.clone(), counters.clone(), faults);
+        #[cfg(not(madsim))]
+        let receive = receive_datagrams(udp.clone(), inbound_tx.clone(), counters.clone());
         let tasks = vec![
-            tokio::spawn(receive_datagrams(udp.clone(), inbound_tx.clone(), counters.clone())),
+            tokio::spawn(receive),
             tokio::spawn(accept_streams(listener, inbound_tx, counters.clone(), alive.clone())),
         ];
         let transport = Transport { udp, local_addr, peers: BTreeMap::new(), counters, _alive: alive_tx, alive, tasks };
@@ -113,7 +120,12 @@ impl Transport {
     }
 
     pub(crate) async fn send_datagram(&self, to: SocketAddr, bytes: &[u8]) {
-        if let Err(error) = send_to(&self.udp, bytes, to).await {
+        let sent = if crate::buggify!() {
+            Err(io::Error::new(io::ErrorKind::WouldBlock, "buggify: send buffer full"))
+        } else {
+            send_to(&self.udp, bytes, to).await
+        };
+        if let Err(error) = sent {
             self.counters.datagram_send_errors.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(%to, %error, "datagram not sent");
         }
@@ -169,17 +181,35 @@ async fn send_to(udp: &UdpSocket, bytes: &[u8], to: SocketAddr) -> io::Result<()
     udp.send_to(to, bytes).await
 }
 
-async fn receive_datagrams(udp: Arc<UdpSocket>, inbound: mpsc::Sender<Inbound>, counters: Arc<TransportCounters>) {
+async fn receive_datagrams(
+    udp: Arc<UdpSocket>,
+    inbound: mpsc::Sender<Inbound>,
+    counters: Arc<TransportCounters>,
+    #[cfg(madsim)] faults: crate::sim::DatagramFaults,
+) {
     let mut buffer = vec![0u8; RECEIVE_BUFFER];
+    #[cfg(madsim)]
+    let mut mangler = crate::sim::Mangler::new(faults);
     loop {
         match udp.recv_from(&mut buffer).await {
             Ok((len, from)) => {
-                let datagram = Inbound { from, channel: Channel::Datagram, bytes: buffer[..len].to_vec() };
-                if let Err(error) = inbound.try_send(datagram) {
-                    if matches!(error, mpsc::error::TrySendError::Closed(_)) {
-                        return;
+                #[cfg(madsim)]
+                let datagrams = mangler.mangle(buffer[..len].to_vec());
+                #[cfg(not(madsim))]
+                let datagrams = [buffer[..len].to_vec()];
+                for bytes in datagrams {
+                    let datagram = Inbound { from, channel: Channel::Datagram, bytes };
+                    let queued = if crate::buggify!() {
+                        Err(mpsc::error::TrySendError::Full(datagram))
+                    } else {
+                        inbound.try_send(datagram)
+                    };
+                    if let Err(error) = queued {
+                        if matches!(error, mpsc::error::TrySendError::Closed(_)) {
+                            return;
+                        }
+                        counters.datagrams_dropped.fetch_add(1, Ordering::Relaxed);
                     }
-                    counters.datagrams_dropped.fetch_add(1, Ordering::Relaxed);
                 }
             }
             // Linux reports an ICMP "port unreachable" for an earlier send as an
@@ -231,6 +261,8 @@ async fn read_frames(
 ) {
     loop {
         match read_frame(&mut stream, limits::MAX_FRAME_BYTES).await {
+            // A reset: the frame and the connection are lost; the writer reconnects.
+            Ok(Some(_)) if crate::buggify!() => return,
             Ok(Some(bytes)) => {
                 if inbound.send(Inbound { from: peer, channel: Channel::Stream, bytes }).await.is_err() {
                     return;
@@ -292,7 +324,12 @@ async fn write_frames(
             }
         }
         let connection = stream.as_mut().expect("connected above");
-        if let Err(error) = write_frame(connection, &frame).await {
+        let written = if crate::buggify!() {
+            Err(io::Error::new(io::ErrorKind::ConnectionReset, "buggify: connection reset"))
+        } else {
+            write_frame(connection, &frame).await
+        };
+        if let Err(error) = written {
             tracing::debug!(%to, %error, "stream write failed; reconnecting on the next frame");
             counters.frames_dropped.fetch_add(1, Ordering::Relaxed);
             stream = None;

@@ -226,12 +226,16 @@ impl quorate::storage::Storage for FailingStorage {
         self.inner.load()
     }
 
-    fn persist(&mut self, writes: &[quorate_core::PersistState]) -> Result<(), quorate::storage::StorageError> {
+    fn write(&mut self, writes: &[quorate_core::PersistState]) -> Result<(), quorate::storage::StorageError> {
+        self.inner.write(writes)
+    }
+
+    fn sync(&mut self) -> Result<(), quorate::storage::StorageError> {
         if self.failing.load(Ordering::SeqCst) {
             let source = std::io::Error::other("no space left on the test device");
-            return Err(quorate::storage::StorageError::Io { op: "write", path: "wal".into(), source });
+            return Err(quorate::storage::StorageError::Io { op: "fsync", path: "wal".into(), source });
         }
-        self.inner.persist(writes)
+        self.inner.sync()
     }
 
     fn is_durable(&self) -> bool {

@@ -21,6 +21,7 @@ use crate::node::{Command, Event, Node, PersistState};
 use crate::raft::voters::{self, Candidate};
 use crate::raft::{Configuration, Directory, Payload, Role};
 use crate::rebalance::{Message as ViewMessage, Proposal, ViewState};
+use crate::teeth::{Plant, planted};
 use crate::time::Instant;
 use crate::timer::Timer;
 use crate::wire::{Body, Channel, Header};
@@ -249,6 +250,15 @@ impl Node {
         }
         if let Some(view) = self.rebalance.take_delivery() {
             self.outbox.event(Event::Rebalance(view));
+            let mut views = entries.iter().filter_map(|entry| match &entry.payload {
+                Payload::View(view) => Some(view),
+                _ => None,
+            });
+            if planted(Plant::ViewOutOfOrder)
+                && let Some(previous) = views.nth_back(1)
+            {
+                self.outbox.event(Event::Rebalance(previous.clone()));
+            }
         }
         // DESIGN §3.3 item 4: on a leader whose own Stable committed, or whose
         // first own-term entry committed while the newest view was stable.

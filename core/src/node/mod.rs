@@ -542,6 +542,12 @@ impl Node {
         self.raft.entries_from(from)
     }
 
+    /// The last index compacted into this member's snapshot (0 without
+    /// one): its log holds the entries after it.
+    pub fn snapshot_index(&self) -> u64 {
+        self.raft.snapshot_index()
+    }
+
     /// Traffic counters.
     pub fn metrics(&self) -> &Metrics {
         &self.outbox.metrics
@@ -649,5 +655,6 @@ fn rejection_of(error: DecodeError) -> Rejection {
         DecodeError::TooLarge { .. } => Rejection::TooLarge,
         DecodeError::UnknownVersion(_) => Rejection::UnknownVersion,
         DecodeError::Malformed(_) | DecodeError::TrailingBytes(_) => Rejection::Malformed,
+        DecodeError::Checksum { .. } => Rejection::Corrupt,
     }
 }

@@ -31,6 +31,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::id::MemberId;
 use crate::node::{Ctx, PersistState};
+use crate::teeth::{Plant, planted};
 use crate::time::Instant;
 use crate::timer::Timer;
 use crate::wire::{Body, BoundedVec, Channel, limits};
@@ -321,6 +322,11 @@ impl Raft {
     /// Whether the leader has committed an entry of its own term.
     pub(crate) fn own_term_committed(&self) -> bool {
         self.leading.as_ref().is_some_and(|leading| self.commit_index >= leading.term_start)
+    }
+
+    /// The last index compacted into the snapshot.
+    pub(crate) fn snapshot_index(&self) -> u64 {
+        self.log.snapshot_index()
     }
 
     /// Entries from `from` to the end of the log.
@@ -631,7 +637,7 @@ impl Raft {
             term > self.term && up_to_date && (transfer || !self.leader_is_fresh(ctx.now))
         } else {
             // §5.2, §5.4.1: one vote per term, only for a log at least as up to date.
-            let free = self.vote.is_none_or(|vote| vote == from);
+            let free = self.vote.is_none_or(|vote| vote == from) || planted(Plant::DoubleVote);
             free && up_to_date && self.leader.is_none_or(|leader| leader == from)
         };
         if granted && !pre_vote {

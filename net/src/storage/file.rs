@@ -2,8 +2,9 @@
 //!
 //! Each record is `[length u32 LE][crc32c u32 LE][postcard payload]`; the
 //! first is a header naming the format and the member's durable id, each
-//! later one a core `PersistState`. `persist` appends and fsyncs before it
-//! returns, so nothing is acknowledged that a power cut could take back.
+//! later one a core `PersistState`. `write` appends, `sync` fsyncs; the
+//! adapter acknowledges nothing before the sync, so nothing is acknowledged
+//! that a power cut could take back.
 //!
 //! On load, the records are replayed. A damaged record with nothing valid
 //! after it is a write torn by a crash: it is cut, and the member goes on
@@ -223,19 +224,25 @@ impl<I: Io> Storage for FileStorage<I> {
         Ok(Loaded { member_id: self.member_id, recovered: self.state.clone() })
     }
 
-    fn persist(&mut self, writes: &[PersistState]) -> Result<(), StorageError> {
-        assert!(self.loaded, "load the store before persisting to it");
+    fn write(&mut self, writes: &[PersistState]) -> Result<(), StorageError> {
+        assert!(self.loaded, "load the store before writing to it");
         if writes.is_empty() {
             return Ok(());
         }
         let bytes: Vec<u8> = writes.iter().flat_map(|write| encode(&Record::Write(write.clone()))).collect();
         let log = self.log();
         self.io.append(&log, &bytes).map_err(|e| self.io_error("append", &log, e))?;
-        self.io.sync(&log).map_err(|e| self.io_error("fsync", &log, e))?;
         self.len += bytes.len() as u64;
         for write in writes {
             self.state.apply(write);
         }
+        Ok(())
+    }
+
+    fn sync(&mut self) -> Result<(), StorageError> {
+        assert!(self.loaded, "load the store before syncing it");
+        let log = self.log();
+        self.io.sync(&log).map_err(|e| self.io_error("fsync", &log, e))?;
         self.maybe_rewrite()
     }
 

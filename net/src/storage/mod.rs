@@ -77,13 +77,26 @@ pub enum StorageError {
 /// A member's durable state.
 ///
 /// Calls are synchronous and may block (fsync); the adapter runs them off the
-/// async runtime's threads.
+/// async runtime's threads. The adapter writes a batch, then syncs it, and
+/// releases nothing that depends on the batch before the sync returned: what
+/// was written but not synced may be lost in a crash, as on a real disk.
 pub trait Storage: Send + 'static {
     /// Recovers the stored state, creating a fresh durable id on first use.
+    /// Writes never synced need not be there.
     fn load(&mut self) -> Result<Loaded, StorageError>;
 
-    /// Makes `writes` durable, in order, before returning.
-    fn persist(&mut self, writes: &[PersistState]) -> Result<(), StorageError>;
+    /// Writes `writes`, in order, after everything written before. They need
+    /// not be durable until [`Storage::sync`].
+    fn write(&mut self, writes: &[PersistState]) -> Result<(), StorageError>;
+
+    /// Makes everything written so far durable before returning.
+    fn sync(&mut self) -> Result<(), StorageError>;
+
+    /// Writes `writes` and syncs them.
+    fn persist(&mut self, writes: &[PersistState]) -> Result<(), StorageError> {
+        self.write(writes)?;
+        self.sync()
+    }
 
     /// Whether what is persisted survives a restart of the process (voters
     /// need that).
@@ -109,11 +122,15 @@ impl Storage for MemoryStorage {
         Ok(loaded.clone())
     }
 
-    fn persist(&mut self, writes: &[PersistState]) -> Result<(), StorageError> {
+    fn write(&mut self, writes: &[PersistState]) -> Result<(), StorageError> {
         let loaded = self.loaded.get_or_insert_with(|| Loaded { member_id: new_member_id(), ..Loaded::default() });
         for write in writes {
             loaded.recovered.apply(write);
         }
+        Ok(())
+    }
+
+    fn sync(&mut self) -> Result<(), StorageError> {
         Ok(())
     }
 
@@ -122,7 +139,7 @@ impl Storage for MemoryStorage {
     }
 }
 
-/// A fresh durable id. Under madsim this randomness is the simulator's.
+/// A fresh durable id.
 pub(crate) fn new_member_id() -> MemberId {
-    MemberId(rand::random())
+    MemberId(crate::random_bytes())
 }
