@@ -204,6 +204,9 @@ pub(crate) struct World {
     print_trace: bool,
     failure: Option<Failure>,
     slots: Vec<SlotState>,
+    /// The newest voter set seen, by the (term, commit index) of the member
+    /// that held it: which disks may be lost (DESIGN §5).
+    voters: ((u64, u64), BTreeSet<MemberId>),
     steps: u64,
     last_at: Duration,
 }
@@ -221,6 +224,7 @@ impl World {
             print_trace: options.print_trace,
             failure: None,
             slots: Vec::new(),
+            voters: ((0, 0), BTreeSet::new()),
             steps: 0,
             last_at: Duration::ZERO,
         }
@@ -307,6 +311,9 @@ impl World {
         let changed = self.slot(slot).signature != Some(signature);
         if changed {
             self.slots[slot].signature = Some(signature);
+            if (signature.0, commit_index) >= self.voters.0 {
+                self.voters = ((signature.0, commit_index), node.configuration().voters.clone());
+            }
             let role = match signature.2 {
                 _ if leading => "leading".to_owned(),
                 Some(leader) => format!("following {leader}"),
@@ -368,6 +375,19 @@ impl World {
     fn acked(&mut self, slot: Slot, member: MemberId, epoch: u64) {
         self.checkers.s4.acked(member, epoch);
         self.record(Some(slot), &format!("app acked epoch {epoch}"));
+    }
+
+    /// Up to [`SEEDS`] slots other than `slot` whose members have not left:
+    /// where a starting member looks for the cluster.
+    fn seeds(&self, slot: Slot) -> Vec<SocketAddr> {
+        (0..self.slots.len()).filter(|&s| s != slot && !self.slots[s].left).take(SEEDS).map(addr).collect()
+    }
+
+    /// The leader every live member knows, if they agree on one.
+    fn common_leader(&self) -> Option<MemberId> {
+        let mut live = (0..self.slots.len()).filter(|&slot| !self.slots[slot].left).map(|slot| &self.slots[slot]);
+        let leader = live.next()?.state.leader?;
+        live.all(|s| s.member.is_some() && !s.down && !s.paused && s.state.leader == Some(leader)).then_some(leader)
     }
 
     /// The leader the live members see, by slot: the one leading the
@@ -448,7 +468,9 @@ async fn supervise(plan: Arc<Plan>, world: Arc<Mutex<World>>) -> (Duration, Opti
     if !wait_until(&world, plan.faults_end).await {
         return (lock(&world).elapsed(), None);
     }
-    // The faults end: heal, resume and restart everyone that has not left.
+    // The faults end: heal, resume and restart everyone that has not left;
+    // BUGGIFY stops too, or the quiet phase would not be quiet.
+    madsim::buggify::disable();
     network.heal(&net);
     net.update_config(|config| {
         config.packet_loss_rate = 0.0;
@@ -563,7 +585,16 @@ fn apply(
         }
         Fault::Restart(slot) | Fault::RestartWiped(slot) => {
             if matches!(fault, Fault::RestartWiped(_)) {
-                w.slot(slot).disk = Disk::new(MemberId::from_u128(madsim::rand::random()));
+                // Only a minority of voters may lose their disks, and the
+                // plan cannot know the voters: with fewer than three, losing
+                // one of them loses the quorum for good.
+                let voters = &w.voters.1;
+                let member = w.slots[slot].member;
+                if member.is_some_and(|member| voters.contains(&member)) && voters.len() < 3 {
+                    what = format!("restart n{slot} with its disk kept (it is one of {} voters)", voters.len());
+                } else {
+                    w.slot(slot).disk = Disk::new(MemberId::from_u128(madsim::rand::random()));
+                }
             }
             w.slot(slot).down = false;
             // The member marks itself running once it started.
@@ -613,6 +644,14 @@ fn apply(
             nodes.push(create(handle, plan, world, slot));
             w = lock(world);
         }
+        // An operator decommissions members of a healthy cluster: a voter
+        // leaves by a configuration change that needs a leader and a quorum
+        // within the leave timeout, or it is gone and still a voter (and a
+        // member gone before `bootstrap_expect` was met leaves the others
+        // one short for good).
+        Fault::Leave(slot) if w.common_leader().is_none() => {
+            what = format!("n{slot} stays: the live members know no common leader");
+        }
         Fault::Leave(slot) => {
             handle.send_ctrl_c(nodes[slot]);
             w.slot(slot).left = true;
@@ -643,7 +682,8 @@ async fn member(plan: Arc<Plan>, world: Arc<Mutex<World>>, slot: Slot) {
         s.starts += 1;
         (s.disk.clone(), s.starts == 1)
     };
-    let seeds = (0..plan.initial.min(SEEDS)).filter(|&seed| seed != slot).map(addr);
+    // As discovery would, the seeds are members that have not left.
+    let seeds = lock(&world).seeds(slot);
     let observer = {
         let world = world.clone();
         move |node: &Node, events: &[Event]| lock(&world).observe(slot, node, events)

@@ -364,6 +364,11 @@ struct Schedule<'r> {
     /// Whether a disk was lost already (at most once per run: a second
     /// loss before the first replacement committed could lose a majority).
     wiped: bool,
+    /// Whether a partition, cut or isolation is in force.
+    split: bool,
+    /// Until then a leave is under way: nothing may disturb it (its
+    /// configuration change needs a quorum within the leave timeout).
+    calm_until: Duration,
     /// Pending ends of faults (resumes, restarts), by time.
     pending: Vec<(Duration, Fault)>,
     faults: Vec<(Duration, Fault)>,
@@ -378,6 +383,8 @@ impl<'r> Schedule<'r> {
             initial,
             scale,
             wiped: false,
+            split: false,
+            calm_until: Duration::ZERO,
             pending: Vec::new(),
             faults: Vec::new(),
             end: Duration::ZERO,
@@ -430,12 +437,17 @@ impl<'r> Schedule<'r> {
             Fault::Pause(slot) => self.status[*slot] = Status::Paused,
             Fault::Leave(slot) => self.status[*slot] = Status::Left,
             Fault::Join(_) => self.status.push(Status::Up),
+            Fault::Partition(_) | Fault::CutOneWay { .. } | Fault::IsolateLeader => self.split = true,
+            Fault::Heal => self.split = false,
             _ => {}
         }
         self.faults.push((at, fault));
     }
 
     fn one(&mut self, at: Duration, kind: Kind) {
+        if at < self.calm_until && !matches!(kind, Kind::Join) {
+            return;
+        }
         let up = self.slots_in(Status::Up);
         match kind {
             Kind::Kill => {
@@ -531,13 +543,21 @@ impl<'r> Schedule<'r> {
                 }
             }
             Kind::Leave => {
-                // Keep at least two members that have not left.
+                // Keep at least two members that have not left. A voter's
+                // leave is a configuration change that needs a quorum: one
+                // begun while members are down, paused or cut off may end
+                // (after the leave timeout) with the leaver gone and still
+                // a voter, and no cluster recovers from more voters gone
+                // than its quorum allows.
                 let remaining = self.status.iter().filter(|status| **status != Status::Left).count();
+                let all_up = up.len() == remaining && !self.split && self.pending.is_empty();
                 if remaining > 2
+                    && all_up
                     && let Some(slot) = self.pick(&up)
                 {
-                    self.pending.retain(|(_, fault)| !matches!(fault, Fault::Restart(s) | Fault::Resume(s) if *s == slot));
                     self.apply(at, Fault::Leave(slot));
+                    // The leave timeout (3 s fast) and a margin.
+                    self.calm_until = at + self.millis(4_000, 4_000);
                 }
             }
         }
