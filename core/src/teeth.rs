@@ -11,8 +11,8 @@ use core::str::FromStr;
 /// A planted bug.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Plant {
-    /// A voter grants its vote to every candidate of a term, not only the
-    /// first (breaks S1: two leaders in one term).
+    /// A follower grants its vote to every candidate of a term that asks,
+    /// not only the first (breaks S1: two leaders in one term).
     DoubleVote,
     /// A leader appends `Stable(e)` once all but one member of view `e`
     /// acked (breaks S4).

@@ -305,7 +305,13 @@ impl Builder {
         let id = loaded.member_id;
         let durable = storage.is_durable();
         let identity = Identity { id, name: name.clone(), addr: advertise, tags: self.tags, durable };
-        let node = Node::new(config, identity, u64::from_le_bytes(crate::random_bytes()), loaded.recovered, quorate_core::Instant::ZERO)?;
+        let node = Node::new(
+            config,
+            identity,
+            u64::from_le_bytes(crate::random_bytes()),
+            loaded.recovered,
+            quorate_core::Instant::ZERO,
+        )?;
         let initial = Snapshot::of(&node, &Stats::default());
         let (snapshot_tx, snapshot) = watch::channel(initial);
         let (events, _) = broadcast::channel(EVENT_BACKLOG);

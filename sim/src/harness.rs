@@ -25,10 +25,10 @@ use quorate_core::raft::{Entry, Role};
 use quorate_core::teeth::Plant;
 use quorate_core::{Event, MemberId, Node};
 
+use crate::invariants::d1::Trace;
 use crate::invariants::l1::{self, MemberState};
 use crate::invariants::s6::NoFalseDeath;
 use crate::invariants::{Checkers, NodeIdx, Observation, Violation};
-use crate::invariants::d1::Trace;
 use crate::plan::{Fault, Plan, Slot};
 use crate::storage::Disk;
 
@@ -38,6 +38,8 @@ const PORT: u16 = 7946;
 const POLL: Duration = Duration::from_millis(100);
 /// Initial members a member joins through (all of them in small clusters).
 const SEEDS: usize = 5;
+/// Past this many slots, the core's internal checks are sampled.
+const LARGE: usize = 50;
 
 /// How a run is carried out, besides its plan.
 #[derive(Clone, Debug, Default)]
@@ -113,13 +115,20 @@ pub struct Outcome {
 
 thread_local! {
     static LAST_PANIC: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+    static IN_RUN: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
-/// Installs a panic hook that keeps the message (with its location) for the
-/// run's report instead of printing it: a sweep expects some runs to fail.
+/// Installs a panic hook that, while a run is going on this thread, keeps
+/// the message (with its location) for the run's report instead of printing
+/// it: a sweep expects some runs to fail. Other panics print as before.
 pub fn quiet_panics() {
-    std::panic::set_hook(Box::new(|info| {
-        LAST_PANIC.with(|last| *last.borrow_mut() = Some(info.to_string()));
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if IN_RUN.with(std::cell::Cell::get) {
+            LAST_PANIC.with(|last| *last.borrow_mut() = Some(info.to_string()));
+        } else {
+            default(info);
+        }
     }));
 }
 
@@ -136,7 +145,9 @@ pub fn run(plan: &Plan, options: &Options) -> Outcome {
     let world = Arc::new(Mutex::new(World::new(plan, options)));
     let supervisor = supervise(Arc::new(plan.clone()), world.clone());
     LAST_PANIC.with(|last| last.borrow_mut().take());
+    IN_RUN.with(|in_run| in_run.set(true));
     let result = std::panic::catch_unwind(AssertUnwindSafe(|| runtime.block_on(supervisor)));
+    IN_RUN.with(|in_run| in_run.set(false));
     // The members' tasks go with the runtime, before the world is read.
     drop(runtime);
     let buggify = quorate::sim::buggify_sites();
@@ -191,9 +202,20 @@ struct SlotState {
     member: Option<MemberId>,
     /// As its last step left it, for L1.
     state: MemberState,
-    /// Its last (term, leading, leader, commit index, last entry), to see
-    /// what a step changed.
-    signature: Option<(u64, bool, Option<MemberId>, u64, (u64, u64))>,
+    /// What its last step left, to see what a step changed.
+    signature: Option<Signature>,
+}
+
+/// What the checkers and the trace care about in a member's state; a step
+/// that leaves it and raises no event needs no checking.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Signature {
+    term: u64,
+    leading: bool,
+    leader: Option<MemberId>,
+    commit_index: u64,
+    /// The last entry's (index, term): by log matching, the same log.
+    last: (u64, u64),
 }
 
 /// Everything the supervisor and the members' observers share.
@@ -300,26 +322,30 @@ impl World {
         if self.failure.is_some() {
             return;
         }
-        // The core's own invariants, as its deterministic driver checks them.
-        node.check_invariants();
+        // The core's own invariants, as its deterministic driver checks them:
+        // after every step, or every 16th in a large cluster, where the
+        // membership table's check is O(members) and would dominate the run.
         self.steps += 1;
+        if self.slots.len() <= LARGE || self.steps.is_multiple_of(16) {
+            node.check_invariants();
+        }
         let member = node.id();
         let leading = node.role() == Role::Leader;
         let commit_index = node.commit_index();
         let last = node.log_entries(commit_index + 1).last().map_or((commit_index, 0), |e| (e.index, e.term));
-        let signature = (node.term(), leading, node.leader(), commit_index, last);
+        let signature = Signature { term: node.term(), leading, leader: node.leader(), commit_index, last };
         let changed = self.slot(slot).signature != Some(signature);
         if changed {
             self.slots[slot].signature = Some(signature);
-            if (signature.0, commit_index) >= self.voters.0 {
-                self.voters = ((signature.0, commit_index), node.configuration().voters.clone());
+            if (signature.term, commit_index) >= self.voters.0 {
+                self.voters = ((signature.term, commit_index), node.configuration().voters.clone());
             }
-            let role = match signature.2 {
+            let role = match signature.leader {
                 _ if leading => "leading".to_owned(),
                 Some(leader) => format!("following {leader}"),
                 None => "no leader".to_owned(),
             };
-            self.record(Some(slot), &format!("term {} {role}, commit {commit_index}", signature.0));
+            self.record(Some(slot), &format!("term {} {role}, commit {commit_index}", signature.term));
         }
         for event in events {
             self.record(Some(slot), &format!("{event:?}"));
@@ -395,7 +421,7 @@ impl World {
     fn leader_slot(&self) -> Option<Slot> {
         (0..self.slots.len())
             .filter(|&slot| self.running(slot) && self.slots[slot].state.leading)
-            .max_by_key(|&slot| self.slots[slot].signature.map_or(0, |s| s.0))
+            .max_by_key(|&slot| self.slots[slot].signature.map_or(0, |s| s.term))
     }
 
     /// L1 over the live members.
@@ -427,7 +453,7 @@ impl World {
                 format!(
                     "  n{slot} {status} {:?} term {} {} leader {:?} view {:?} stable {} lagging {:?}",
                     state.id,
-                    s.signature.map_or(0, |sig| sig.0),
+                    s.signature.map_or(0, |signature| signature.term),
                     if state.leading { "leading" } else { "following" },
                     state.leader,
                     state.view.as_ref().map(|(epoch, members)| (epoch, members.len())),

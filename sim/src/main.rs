@@ -165,8 +165,10 @@ mod cli {
         no_progress: bool,
     ) -> ExitCode {
         quiet_panics();
-        let work: Vec<(Scenario, u64)> =
-            scenarios.iter().flat_map(|&scenario| (start..start.saturating_add(seeds)).map(move |s| (scenario, s))).collect();
+        let work: Vec<(Scenario, u64)> = scenarios
+            .iter()
+            .flat_map(|&scenario| (start..start.saturating_add(seeds)).map(move |s| (scenario, s)))
+            .collect();
         let bar = progress_bar(work.len(), no_progress);
         let failures = std::sync::atomic::AtomicUsize::new(0);
         let options = Options { plant, ..Options::default() };
@@ -215,7 +217,8 @@ mod cli {
             let busy: Duration = of.iter().map(|result| result.wall).sum();
             let mut settled: Vec<Duration> = of.iter().filter_map(|result| result.outcome.settled_after).collect();
             settled.sort();
-            let median = settled.get(settled.len() / 2).map_or_else(|| "-".to_owned(), |d| format!("{:.2}s", d.as_secs_f64()));
+            let median =
+                settled.get(settled.len() / 2).map_or_else(|| "-".to_owned(), |d| format!("{:.2}s", d.as_secs_f64()));
             let _ = writeln!(
                 out,
                 "{:<10} {:>6} {:>6} {:>6} {:>9.0}s {:>8.1}s {:>8.0}x {:>8.2} {:>10}",
@@ -241,8 +244,8 @@ mod cli {
     }
 
     fn replay(scenario: Scenario, seed: u64, trace: Option<PathBuf>, plant: Option<Plant>, log: &str) -> ExitCode {
-        let filter = tracing_subscriber::EnvFilter::try_new(format!("quorate_sim::trace=info,{log}"))
-            .unwrap_or_else(|error| {
+        let filter =
+            tracing_subscriber::EnvFilter::try_new(format!("quorate_sim::trace=info,{log}")).unwrap_or_else(|error| {
                 eprintln!("error: --log {log:?}: {error}");
                 std::process::exit(2);
             });
@@ -293,11 +296,19 @@ mod cli {
         }
     }
 
-    fn check_determinism(scenarios: &[Scenario], start: u64, seeds: u64, jobs: usize, plant: Option<Plant>) -> ExitCode {
+    fn check_determinism(
+        scenarios: &[Scenario],
+        start: u64,
+        seeds: u64,
+        jobs: usize,
+        plant: Option<Plant>,
+    ) -> ExitCode {
         quiet_panics();
         let work: Vec<(Scenario, u64)> = scenarios
             .iter()
-            .flat_map(|&scenario| (start..start.saturating_add(seeds)).flat_map(move |s| [(scenario, s), (scenario, s)]))
+            .flat_map(|&scenario| {
+                (start..start.saturating_add(seeds)).flat_map(move |s| [(scenario, s), (scenario, s)])
+            })
             .collect();
         let options = Options { plant, ..Options::default() };
         let bar = progress_bar(work.len(), false);

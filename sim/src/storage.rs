@@ -30,12 +30,7 @@ struct DiskState {
 impl Disk {
     /// An empty disk; `member_id` is the durable id a store on it gets.
     pub fn new(member_id: MemberId) -> Disk {
-        Disk(Arc::new(Mutex::new(DiskState {
-            member_id,
-            synced: Recovered::default(),
-            pending: Vec::new(),
-            lost: 0,
-        })))
+        Disk(Arc::new(Mutex::new(DiskState { member_id, synced: Recovered::default(), pending: Vec::new(), lost: 0 })))
     }
 
     /// A store on this disk for one boot of its member.

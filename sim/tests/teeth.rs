@@ -23,7 +23,11 @@ fn found(plant: Plant, scenario: Scenario, invariant: &str, within: u64) {
         let Some(failure) = &result.outcome.failure else { continue };
         let first = failure.to_string();
         let first = first.lines().next().unwrap_or_default();
-        assert_eq!(failure.kind(), invariant, "{plant}: seed {seed} of {scenario} failed, but not by {invariant}: {first}");
+        assert_eq!(
+            failure.kind(),
+            invariant,
+            "{plant}: seed {seed} of {scenario} failed, but not by {invariant}: {first}"
+        );
         println!(
             "{plant}: found by {invariant} at seed {seed} of {scenario} ({} of {within} seeds)\n  {first}\n  {}",
             seed + 1,

@@ -637,7 +637,9 @@ impl Raft {
             term > self.term && up_to_date && (transfer || !self.leader_is_fresh(ctx.now))
         } else {
             // §5.2, §5.4.1: one vote per term, only for a log at least as up to date.
-            let free = self.vote.is_none_or(|vote| vote == from) || planted(Plant::DoubleVote);
+            // The planted bug: a follower forgets whom it voted for.
+            let forgetful = planted(Plant::DoubleVote) && self.role == Role::Follower;
+            let free = self.vote.is_none_or(|vote| vote == from) || forgetful;
             free && up_to_date && self.leader.is_none_or(|leader| leader == from)
         };
         if granted && !pre_vote {

@@ -7,8 +7,8 @@
 //! the live ones (running, not left) agree, every 100 ms of virtual time
 //! after the faults end, until they do or the bound passes.
 
-pub use quorate_core::testing::MemberState;
 use quorate_core::testing::Liveness;
+pub use quorate_core::testing::MemberState;
 
 /// Whether L1 holds over the live members' states; if not, the first reason.
 pub fn check(live: &[MemberState]) -> Result<(), String> {
@@ -43,7 +43,10 @@ mod tests {
     fn each_way_of_not_being_settled_is_caught() {
         let mut no_leader = settled(1, 2);
         no_leader.leader = None;
-        assert!(check(&[settled(0, 1), no_leader, settled(2, 3)]).unwrap_err().contains("knows no leader"));
+        assert!(check(&[settled(0, 1), no_leader, settled(2, 3)]).unwrap_err().contains("n1 knows None"));
+        let mut first_without = settled(0, 1);
+        first_without.leader = None;
+        assert!(check(&[first_without, settled(1, 2)]).unwrap_err().contains("knows no leader"));
 
         let mut old_view = settled(2, 3);
         old_view.view = Some((3, vec![id(1), id(2), id(3)]));

@@ -66,10 +66,12 @@ impl OneSequence {
         let mut checked = scanned;
         for entry in step.entries.iter().filter(|entry| entry.index > scanned && entry.index <= step.commit_index) {
             let digest = digest(entry);
-            let witness = self
-                .sequence
-                .entry((step.uuid, entry.index))
-                .or_insert(Witness { term: entry.term, digest, slot: step.slot, at: step.at });
+            let witness = self.sequence.entry((step.uuid, entry.index)).or_insert(Witness {
+                term: entry.term,
+                digest,
+                slot: step.slot,
+                at: step.at,
+            });
             if (witness.term, witness.digest) != (entry.term, digest) {
                 return Err(violation(format!(
                     "{} ({}) committed #{} t{} ({}), but {} committed #{} t{} at {}",
@@ -103,7 +105,13 @@ mod tests {
     use super::*;
     use crate::invariants::synthetic::*;
 
-    fn committed(millis: u64, slot: usize, member: u128, commit: u64, entries: &'static [Entry]) -> Observation<'static> {
+    fn committed(
+        millis: u64,
+        slot: usize,
+        member: u128,
+        commit: u64,
+        entries: &'static [Entry],
+    ) -> Observation<'static> {
         Observation { commit_index: commit, entries, ..step(millis, slot, member, 2) }
     }
 

@@ -117,7 +117,13 @@ mod tests {
     }
 
     fn leader_step(millis: u64, commit: u64) -> Observation<'static> {
-        Observation { leading: true, leader: Some(id(1)), commit_index: commit, entries: log(), ..step(millis, 0, 1, 1) }
+        Observation {
+            leading: true,
+            leader: Some(id(1)),
+            commit_index: commit,
+            entries: log(),
+            ..step(millis, 0, 1, 1)
+        }
     }
 
     #[test]

@@ -50,7 +50,8 @@ impl NothingLost {
         for event in step.events {
             let found = match event {
                 Event::Rebalance(view) => step.entries.iter().find(|entry| {
-                    entry.index <= step.commit_index && matches!(&entry.payload, Payload::View(v) if v.epoch == view.epoch)
+                    entry.index <= step.commit_index
+                        && matches!(&entry.payload, Payload::View(v) if v.epoch == view.epoch)
                 }),
                 Event::ClusterStable(view) => step.entries.iter().rev().find(|entry| {
                     entry.index <= step.commit_index && entry.payload == Payload::Stable { epoch: view.epoch }
@@ -126,7 +127,8 @@ mod tests {
         s5.observe(&Observation { leading: true, commit_index: 3, term_at: &term_at, ..step(20, 0, 1, 3) }).unwrap();
         // Compacted into its snapshot: fine too.
         let compacted = |index: u64| (index == 5).then_some(3);
-        let leader = Observation { leading: true, commit_index: 5, snapshot_index: 4, term_at: &compacted, ..step(30, 2, 3, 4) };
+        let leader =
+            Observation { leading: true, commit_index: 5, snapshot_index: 4, term_at: &compacted, ..step(30, 2, 3, 4) };
         s5.observe(&leader).unwrap();
     }
 
