@@ -40,7 +40,8 @@ import urllib.request
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MIB = 1024 * 1024
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-IDLE_NOTE = "VmRSS from /proc/PID/status; CPU = utime+stime from /proc/PID/stat"
+IDLE_NOTE = ("VmRSS from /proc/PID/status; CPU from /proc/PID/task/*/schedstat (ns; the (d) target is judged on it)"
+             " and utime+stime from /proc/PID/stat (10 ms ticks)")
 
 # No proxies: every request goes to loopback.
 HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -202,8 +203,9 @@ def cpu_seconds(pid):
 
 def cpu_ns_threads(pid):
     """On-CPU nanoseconds of the process's live threads (/proc/PID/task/*/schedstat).
-    A cross-check of utime+stime at a finer grain than its 10 ms ticks; a
-    thread that exits takes its time with it."""
+    The (d) CPU target is judged on it: over 30 s idle, utime+stime counts
+    a handful of 10 ms ticks, too coarse to rank two systems. A thread that
+    exits takes its time with it."""
     total = 0
     for tid in os.listdir(f"/proc/{pid}/task"):
         try:
@@ -218,7 +220,8 @@ def idle_window(procs, seconds, leader=None):
     """RSS and CPU of each process over an idle window (nothing polls them).
 
     RSS: the largest VmRSS sampled once a second. CPU: utime+stime over the
-    window, scaled to 30 s (and the schedstat sum, as a cross-check).
+    window, scaled to 30 s, and the schedstat sum (ns), on which the target
+    is judged.
     `leader`, if given, is the name of the process that leads.
     """
     start_cpu = {p.pid: cpu_seconds(p.pid) for p in procs}
