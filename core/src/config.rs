@@ -31,6 +31,11 @@ pub struct Config {
     /// How long a graceful leave waits for its handoff (leadership, voter
     /// seat) before it finishes anyway.
     pub leave_timeout: Duration,
+    /// How long an `apply` waits for its answer (resent meanwhile) before it
+    /// fails with the leader it last knew.
+    pub apply_timeout: Duration,
+    /// A client session idle this long in log time expires (DESIGN §3.4).
+    pub session_ttl: Duration,
 }
 
 /// How a member without Raft state comes to belong to a cluster.
@@ -151,6 +156,8 @@ impl Config {
                 allow_ephemeral_voters: false,
             },
             leave_timeout: Duration::from_secs(15),
+            apply_timeout: Duration::from_secs(10),
+            session_ttl: Duration::from_secs(3600),
         }
     }
 
@@ -164,6 +171,8 @@ impl Config {
             rebalance: RebalanceConfig::fast(),
             voters: VoterPolicy { voter_replace_delay: Duration::from_secs(3), ..lan.voters.clone() },
             leave_timeout: Duration::from_secs(3),
+            apply_timeout: Duration::from_secs(3),
+            session_ttl: Duration::from_secs(600),
             ..lan
         }
     }

@@ -38,6 +38,7 @@ pub mod node;
 pub mod placement;
 pub mod raft;
 pub mod rebalance;
+pub mod rsm;
 pub mod teeth;
 pub mod time;
 pub mod view;

@@ -43,6 +43,8 @@ pub(crate) enum Timer {
     AckResend,
     /// A graceful leave waited long enough for its handoff: finish it anyway.
     LeaveTimeout,
+    /// Resend this member's unanswered client requests; fail the overdue.
+    ClientRetry,
 }
 
 /// Armed timers, ordered by deadline.

@@ -352,6 +352,8 @@ mod agent {
             Event::Fenced { by } => {
                 tracing::error!(?by, "fenced: this member's cluster was recovered elsewhere; wipe its data dir")
             }
+            // The caller of `apply` has its answer; nothing for the log.
+            Event::Applied { .. } => {}
         }
     }
 }
@@ -747,7 +749,8 @@ mod demo {
             | Event::MemberUpdated(_)
             | Event::MemberReaped(_)
             | Event::LeaderChanged { leader: None, .. }
-            | Event::Rebalance(_) => return None,
+            | Event::Rebalance(_)
+            | Event::Applied { .. } => return None,
         })
     }
 }

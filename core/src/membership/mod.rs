@@ -237,7 +237,8 @@ impl Membership {
             | Timer::CheckQuorum
             | Timer::Reconcile
             | Timer::AckResend
-            | Timer::LeaveTimeout => debug_assert!(false, "{timer:?} is not a membership timer"),
+            | Timer::LeaveTimeout
+            | Timer::ClientRetry => debug_assert!(false, "{timer:?} is not a membership timer"),
         }
     }
 

@@ -17,10 +17,10 @@ use crate::config::Bootstrap;
 use crate::id::{ClusterUuid, MemberId};
 use crate::membership::{Message as MembershipMessage, State as MemberState};
 use crate::metrics::Rejection;
-use crate::node::{Command, Event, Node, PersistState};
+use crate::node::{Command, CoreState, Event, Node, PersistState};
 use crate::raft::voters::{self, Candidate};
 use crate::raft::{Configuration, Directory, Payload, Role};
-use crate::rebalance::{Message as ViewMessage, Proposal, ViewState};
+use crate::rebalance::{Message as ViewMessage, Proposal};
 use crate::teeth::{Plant, planted};
 use crate::time::Instant;
 use crate::timer::Timer;
@@ -79,6 +79,7 @@ impl Node {
             Command::TransferLeadership(target) => {
                 parts.raft.transfer_leadership(&mut parts.ctx, &*parts.membership, target)
             }
+            Command::Apply { request, command } => self.on_apply(now, request, command),
         }
     }
 
@@ -229,10 +230,14 @@ impl Node {
 
     fn apply_committed(&mut self, now: Instant) {
         if let Some(snapshot) = self.raft.take_restored() {
-            self.rebalance.state = postcard::from_bytes::<ViewState>(&snapshot.state).unwrap_or_else(|error| {
-                tracing::error!(%error, "snapshot state unreadable; starting from no view");
-                ViewState::default()
+            let state = postcard::from_bytes::<CoreState>(&snapshot.state).unwrap_or_else(|error| {
+                tracing::error!(%error, "snapshot state unreadable; starting from no view and an empty store");
+                CoreState::default()
             });
+            self.rebalance.state = state.view;
+            if let Err(error) = self.rsm.restore(state.rsm) {
+                tracing::error!(%error, "state machine snapshot unreadable");
+            }
             self.coordination.dirty = true;
         }
         let entries = self.raft.take_committed();
@@ -243,6 +248,7 @@ impl Node {
         let mut view_committed = false;
         for entry in &entries {
             view_committed |= self.rebalance.state.apply(entry);
+            self.apply_client_entry(now, entry.index, &entry.payload);
         }
         let leading = self.raft.role() == Role::Leader;
         if view_committed && leading {
@@ -271,7 +277,8 @@ impl Node {
             }
         }
         if self.raft.wants_snapshot() {
-            let state = postcard::to_allocvec(&self.rebalance.state).unwrap_or_default();
+            let state = CoreState { view: self.rebalance.state.clone(), rsm: self.rsm.snapshot() };
+            let state = postcard::to_allocvec(&state).unwrap_or_default();
             let mut parts = self.parts(now);
             parts.raft.compact(&mut parts.ctx, state);
         }
@@ -286,6 +293,7 @@ impl Node {
         self.coordination.dirty = true;
         let (leader, term) = current;
         self.outbox.event(Event::LeaderChanged { leader, term });
+        self.on_leadership_changed();
         if leader == Some(self.id()) {
             self.rebalance.on_elected(now);
         }

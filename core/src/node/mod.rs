@@ -8,12 +8,13 @@
 //! sub-machines act on each other's news ([`coordinate`]): committed entries
 //! reach the views, a leader reconciles voters and views with membership.
 
+mod apply;
 mod coordinate;
 mod outbox;
 
 use std::net::SocketAddr;
 
-use rand::SeedableRng;
+use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::bootstrap::ClusterClaim;
@@ -24,6 +25,8 @@ use crate::metrics::{Metrics, Rejection};
 use crate::raft::voters::VoterPolicy;
 use crate::raft::{Configuration, Entry, Raft, RaftState, Role, Snapshot};
 use crate::rebalance::{Rebalance, ViewState};
+use crate::rsm::client::{Client, Origins};
+use crate::rsm::{Replicated, RestoreError, RsmState, StateMachine};
 use crate::time::Instant;
 use crate::timer::TimerTable;
 use crate::view::View;
@@ -134,6 +137,15 @@ pub enum Command {
     },
     /// If leading, hand leadership to this voter (or the most caught-up one).
     TransferLeadership(Option<MemberId>),
+    /// Apply `command` to the replicated state machine, at most once, from
+    /// any member (DESIGN §3.4); the answer comes as [`Event::Applied`] with
+    /// the same `request` number, chosen by the caller.
+    Apply {
+        /// The caller's number for this request.
+        request: u64,
+        /// The command for the state machine.
+        command: Vec<u8>,
+    },
 }
 
 /// Something the driver must do.
@@ -273,6 +285,22 @@ pub enum Event {
         /// The recovered cluster's uuid.
         by: ClusterUuid,
     },
+    /// A [`Command::Apply`] ended: the state machine's response once the
+    /// command committed and applied, or why there is none.
+    Applied {
+        /// The request's number, as given.
+        request: u64,
+        /// The response, or the reason.
+        result: Result<Vec<u8>, crate::rsm::ApplyError>,
+    },
+}
+
+/// What a snapshot holds besides the log's own state: the views and the
+/// replicated state machine.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub(crate) struct CoreState {
+    pub(crate) view: ViewState,
+    pub(crate) rsm: RsmState,
 }
 
 /// The protocol state machine of one member.
@@ -291,6 +319,14 @@ pub struct Node {
     leave_timeout: core::time::Duration,
     /// What the coordination logic remembers between inputs.
     coordination: coordinate::State,
+    /// The replicated state machine and its sessions (DESIGN §3.4).
+    rsm: Replicated,
+    /// This member's own `apply` requests.
+    client: Client,
+    /// On the leader: whom to answer when a client entry applies.
+    origins: Origins,
+    /// On the leader: log time.
+    stamps: apply::Stamps,
 }
 
 /// What a sub-machine borrows from its node while it handles one input.
@@ -333,25 +369,42 @@ impl Node {
             boot_id,
         };
         let id = identity.id;
-        let view_state = recovered
+        let state = recovered
             .raft
             .snapshot
             .as_ref()
-            .and_then(|snapshot| postcard::from_bytes::<ViewState>(&snapshot.state).ok())
+            .and_then(|snapshot| postcard::from_bytes::<CoreState>(&snapshot.state).ok())
             .unwrap_or_default();
+        let mut rsm = Replicated::new(Box::new(crate::rsm::kv::Kv::new()), config.session_ttl);
+        if let Err(error) = rsm.restore(state.rsm) {
+            tracing::error!(%error, "state machine snapshot unreadable; starting from an empty store");
+        }
+        let rng = ChaCha8Rng::seed_from_u64(seed);
+        // The session nonce comes from the seed without a draw from `rng`, so
+        // the node's random choices stay those of its seed alone.
+        let client = Client::new(
+            ChaCha8Rng::seed_from_u64(seed ^ 0x6e6f_6e63_655f_7273).next_u64(),
+            config.raft.election_timeout,
+            config.apply_timeout,
+            config.session_ttl,
+        );
         let mut node = Node {
-            rng: ChaCha8Rng::seed_from_u64(seed),
+            rng,
             timers: TimerTable::default(),
             outbox: Outbox::new(header),
             membership: Membership::new(config.membership, identity, boot_id),
             raft: Raft::new(config.raft, id, recovered.raft),
-            rebalance: Rebalance::new(config.rebalance, view_state),
+            rebalance: Rebalance::new(config.rebalance, state.view),
             cluster_name: config.cluster_name,
             cluster_name_hash,
             bootstrap: config.bootstrap,
             voters: config.voters,
             leave_timeout: config.leave_timeout,
             coordination: coordinate::State::default(),
+            rsm,
+            client,
+            origins: Origins::default(),
+            stamps: apply::Stamps::default(),
         };
         node.outbox.persist(PersistState::BootId(boot_id));
         node.coordination.observe_leader(node.raft.leader(), node.raft.term());
@@ -377,6 +430,13 @@ impl Node {
         node.coordinate(now);
         node.flush_raft(now);
         Ok(node)
+    }
+
+    /// Replaces the replicated state machine (the built-in
+    /// [`Kv`](crate::rsm::kv::Kv) by default) before the node takes its
+    /// first input; it is given the state recovered so far.
+    pub fn set_state_machine(&mut self, machine: Box<dyn StateMachine>) -> Result<(), RestoreError> {
+        self.rsm.replace_machine(machine)
     }
 
     /// Feeds one input. Afterwards drain [`Node::poll`] and re-read
@@ -528,10 +588,13 @@ impl Node {
         commands: impl IntoIterator<Item = Vec<u8>>,
     ) -> Result<u64, crate::raft::ProposeError> {
         let mut last = Err(crate::raft::ProposeError::NotLeader(self.raft.leader()));
-        for command in commands {
+        for (seq, command) in (1..).zip(commands) {
             let command =
                 crate::wire::BoundedVec::try_from_vec(command).map_err(|_| crate::raft::ProposeError::TooLarge)?;
-            last = Ok(self.raft.propose(crate::raft::Payload::Command(command))?);
+            // Session 0 is never registered: the entries replicate and commit,
+            // and the state machine answers them `SessionExpired`.
+            let payload = crate::raft::Payload::Command { session: 0, seq, confirmed_below: 0, stamp: 0, command };
+            last = Ok(self.raft.propose(payload)?);
         }
         self.flush_raft(now);
         last
@@ -540,6 +603,12 @@ impl Node {
     /// Log entries from `from` to the end of this member's log (for checkers).
     pub fn log_entries(&self, from: u64) -> impl Iterator<Item = &Entry> {
         self.raft.entries_from(from)
+    }
+
+    /// The replicated state machine's state as this member applied it
+    /// (its snapshot encoding), for checkers.
+    pub fn state_machine_snapshot(&self) -> Vec<u8> {
+        self.rsm.snapshot().machine
     }
 
     /// The last index compacted into this member's snapshot (0 without
@@ -581,6 +650,7 @@ impl Node {
                     parts.raft.on_timer(&mut parts.ctx, &*parts.membership, timer);
                 }
                 Reconcile | AckResend | LeaveTimeout => self.on_coordination_timer(now, timer),
+                ClientRetry => self.on_client_timer(now),
                 Probe | ProbeTimeout | RelayedProbe(_) | Suspicion(_) | Gossip | PushPull | Reconnect | SeedRetry
                 | LeavePropagated => {
                     let mut parts = self.parts(now);
@@ -618,6 +688,12 @@ impl Node {
         let mut parts = self.parts(now);
         match envelope.body {
             Body::Membership(message) => parts.membership.on_message(&mut parts.ctx, from, channel, &header, message),
+            Body::Client(message) => {
+                // Answers go to the sender's advertised address: a stream
+                // arrives from an ephemeral port.
+                let addr = crate::raft::Directory::addr_of(&*parts.membership, header.from);
+                self.on_client_message(now, addr, message);
+            }
             Body::Raft(message) => parts.raft.on_message(&mut parts.ctx, &*parts.membership, header.from, message),
             Body::View(crate::rebalance::Message::Ack { epoch }) => {
                 // Only the leader tracks acks; it confirms those of the newest view.

@@ -34,9 +34,28 @@ pub enum Payload {
         /// The view's epoch.
         epoch: u64,
     },
-    /// An application command, opaque to the core; the replicated state
-    /// machine (DESIGN §3.4) applies it once committed.
-    Command(BoundedVec<u8, { limits::MAX_COMMAND_BYTES }>),
+    /// A client session registers; its id is this entry's index.
+    Register {
+        /// Log time (DESIGN §3.4), stamped by the leader.
+        stamp: u64,
+        /// The registering member's nonce, so it learns its session from
+        /// its own log.
+        nonce: u64,
+    },
+    /// An application command of a client session, applied once committed
+    /// (DESIGN §3.4), at most once per (session, seq).
+    Command {
+        /// The client's session.
+        session: u64,
+        /// The command's number in the session.
+        seq: u64,
+        /// Every number below this was answered: their responses may go.
+        confirmed_below: u64,
+        /// Log time, stamped by the leader.
+        stamp: u64,
+        /// The command, opaque to the core.
+        command: BoundedVec<u8, { limits::MAX_COMMAND_BYTES }>,
+    },
 }
 
 impl Payload {
@@ -47,7 +66,8 @@ impl Payload {
             Payload::Config(_) => "config",
             Payload::View(_) => "view",
             Payload::Stable { .. } => "stable",
-            Payload::Command(_) => "command",
+            Payload::Register { .. } => "register",
+            Payload::Command { .. } => "command",
         }
     }
 }

@@ -789,8 +789,14 @@ impl Raft {
     fn send_append(&mut self, ctx: &mut Ctx<'_>, directory: &impl Directory, peer: MemberId, heartbeat: bool) {
         let (max_messages, max_bytes) = (self.config.max_inflight_appends, self.config.max_inflight_bytes);
         let Some(progress) = self.leading.as_ref().and_then(|l| l.progress.get(&peer)) else { return };
-        if let ProgressState::Snapshot { .. } = progress.state {
+        if let ProgressState::Snapshot { index } = progress.state {
             if heartbeat {
+                if self.snapshot.as_ref().is_some_and(|(snapshot, _)| snapshot.last_index != index) {
+                    // Compacted again since this transfer began (the peer
+                    // was down meanwhile): the answers name the snapshot
+                    // sent, so start over with the one held now.
+                    return self.start_snapshot(ctx, directory, peer);
+                }
                 // Keep the snapshot moving if a chunk or its answer was lost.
                 self.send_snapshot_chunk(ctx, directory, peer, None);
             }
@@ -1086,6 +1092,9 @@ impl Raft {
             progress.on_success(last_index);
             self.maybe_commit(ctx);
             self.send_append(ctx, directory, from, false);
+        } else if self.snapshot.as_ref().is_some_and(|(snapshot, _)| snapshot.last_index != last_index) {
+            // Compacted again mid-transfer: the rest of the old one is gone.
+            self.start_snapshot(ctx, directory, from);
         } else {
             self.send_snapshot_chunk(ctx, directory, from, Some(received));
         }

@@ -57,6 +57,7 @@ fn kind_and_subject(event: &Event) -> (&'static str, Option<MemberId>) {
         Event::LeaderChanged { leader, .. } => ("leader_changed", *leader),
         Event::Rebalance(_) => ("rebalance", None),
         Event::ClusterStable(_) => ("cluster_stable", None),
+        Event::Applied { .. } => ("applied", None),
         Event::Fenced { .. } => ("fenced", None),
     }
 }

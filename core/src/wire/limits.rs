@@ -51,6 +51,9 @@ pub const MAX_APPEND_BYTES: usize = 1024 * 1024;
 /// limit is 1.5 MiB; a command must fit one append with room to spare).
 pub const MAX_COMMAND_BYTES: usize = 512 * 1024;
 
+/// Bytes of one state machine response sent back to a member.
+pub const MAX_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
+
 /// Bytes of one snapshot chunk.
 pub const SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;
 

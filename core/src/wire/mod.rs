@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 pub use bounded::{BoundedString, BoundedVec, Name, Tags, TagsError, TooLong};
 
 use crate::id::{ClusterUuid, MemberId};
-use crate::{membership, raft, rebalance};
+use crate::{membership, raft, rebalance, rsm};
 
 /// The protocol version this build speaks. The first byte of every envelope.
 pub const PROTOCOL_VERSION: u8 = 1;
@@ -82,6 +82,9 @@ pub enum Body {
     /// Sent by a recovered member to an old member of the cluster it
     /// replaced: the envelope's uuid is the new cluster; the receiver fences itself.
     Recovered,
+    /// The replicated state machine: sessions and commands to the leader,
+    /// answers back.
+    Client(rsm::client::Message),
 }
 
 impl Body {
@@ -95,6 +98,7 @@ impl Body {
             Body::Membership(message) => message.kind(),
             Body::Raft(message) => message.kind(),
             Body::View(message) => message.kind(),
+            Body::Client(message) => message.kind(),
             Body::Recovered => "recovered",
         }
     }

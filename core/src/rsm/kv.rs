@@ -1,0 +1,297 @@
+//! The built-in replicated key-value store (DESIGN §3.4–3.5), the default
+//! state machine: put, get, delete, compare-and-set on a key's revision, and
+//! prefix listing, with one revision counter for the whole store as etcd
+//! has. Commands and responses are postcard-encoded [`KvCommand`] and
+//! [`KvResponse`]; a command the store cannot decode gets
+//! [`KvResponse::Invalid`], so a bad client never stops the log.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::{RestoreError, StateMachine};
+
+/// Longest key, in bytes.
+pub const MAX_KEY_BYTES: usize = 1024;
+/// Most entries one `List` returns.
+pub const MAX_LIST: usize = 10_000;
+
+/// One stored value.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KvEntry {
+    /// The value.
+    pub value: Vec<u8>,
+    /// The store revision that created the key.
+    pub created: u64,
+    /// The store revision that last wrote it.
+    pub modified: u64,
+}
+
+/// What a client asks the store.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KvCommand {
+    /// Sets `key` to `value`.
+    Put {
+        /// The key.
+        key: String,
+        /// The value.
+        value: Vec<u8>,
+    },
+    /// Removes `key`.
+    Delete {
+        /// The key.
+        key: String,
+    },
+    /// Sets `key` to `value` only if its modification revision is
+    /// `expected` (`None`: only if the key does not exist).
+    Cas {
+        /// The key.
+        key: String,
+        /// The revision the key must have.
+        expected: Option<u64>,
+        /// The new value.
+        value: Vec<u8>,
+    },
+    /// Reads `key` through the log (linearizable).
+    Get {
+        /// The key.
+        key: String,
+    },
+    /// Reads the keys starting with `prefix`, in order, at most `limit`.
+    List {
+        /// The prefix.
+        prefix: String,
+        /// Most entries returned (capped at [`MAX_LIST`]).
+        limit: u32,
+    },
+}
+
+/// What the store answers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KvResponse {
+    /// A write took effect at this store revision.
+    Written {
+        /// The store's revision after the write.
+        revision: u64,
+    },
+    /// A delete: whether the key existed, and the store's revision after.
+    Deleted {
+        /// Whether there was a key to delete.
+        existed: bool,
+        /// The store's revision after.
+        revision: u64,
+    },
+    /// A compare-and-set whose expectation did not hold; nothing changed.
+    CasFailed {
+        /// The key's current modification revision (`None`: absent).
+        current: Option<u64>,
+    },
+    /// A read.
+    Value {
+        /// The entry, if the key exists.
+        entry: Option<KvEntry>,
+        /// The store's revision at the read.
+        revision: u64,
+    },
+    /// A listing.
+    Entries {
+        /// The entries, in key order.
+        entries: Vec<(String, KvEntry)>,
+        /// The store's revision at the read.
+        revision: u64,
+    },
+    /// The command could not be decoded or broke a limit; nothing changed.
+    Invalid(String),
+}
+
+impl KvCommand {
+    /// The bytes to `apply`.
+    pub fn encode(&self) -> Vec<u8> {
+        postcard::to_allocvec(self).expect("commands encode")
+    }
+}
+
+impl KvResponse {
+    /// Decodes an `apply` response from the KV store.
+    pub fn decode(bytes: &[u8]) -> Result<KvResponse, postcard::Error> {
+        postcard::from_bytes(bytes)
+    }
+}
+
+/// The store. See the module doc.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Kv {
+    entries: BTreeMap<String, KvEntry>,
+    revision: u64,
+}
+
+impl Kv {
+    /// An empty store.
+    pub fn new() -> Self {
+        Kv::default()
+    }
+
+    /// The store's revision: how many writes it has taken.
+    pub fn revision(&self) -> u64 {
+        self.revision
+    }
+
+    /// The entry at `key`, read locally (not linearizable by itself).
+    pub fn get(&self, key: &str) -> Option<&KvEntry> {
+        self.entries.get(key)
+    }
+
+    fn run(&mut self, command: KvCommand) -> KvResponse {
+        let key_of = |command: &KvCommand| match command {
+            KvCommand::Put { key, .. }
+            | KvCommand::Delete { key }
+            | KvCommand::Cas { key, .. }
+            | KvCommand::Get { key } => key.len(),
+            KvCommand::List { prefix, .. } => prefix.len(),
+        };
+        if key_of(&command) > MAX_KEY_BYTES {
+            return KvResponse::Invalid(format!("key over {MAX_KEY_BYTES} bytes"));
+        }
+        match command {
+            KvCommand::Put { key, value } => self.write(key, value),
+            KvCommand::Delete { key } => {
+                let existed = self.entries.remove(&key).is_some();
+                if existed {
+                    self.revision += 1;
+                }
+                KvResponse::Deleted { existed, revision: self.revision }
+            }
+            KvCommand::Cas { key, expected, value } => {
+                let current = self.entries.get(&key).map(|entry| entry.modified);
+                if current != expected {
+                    return KvResponse::CasFailed { current };
+                }
+                self.write(key, value)
+            }
+            KvCommand::Get { key } => {
+                KvResponse::Value { entry: self.entries.get(&key).cloned(), revision: self.revision }
+            }
+            KvCommand::List { prefix, limit } => {
+                let limit = (limit as usize).min(MAX_LIST);
+                let entries = self
+                    .entries
+                    .range(prefix.clone()..)
+                    .take_while(|(key, _)| key.starts_with(&prefix))
+                    .take(limit)
+                    .map(|(key, entry)| (key.clone(), entry.clone()))
+                    .collect();
+                KvResponse::Entries { entries, revision: self.revision }
+            }
+        }
+    }
+
+    fn write(&mut self, key: String, value: Vec<u8>) -> KvResponse {
+        self.revision += 1;
+        let revision = self.revision;
+        let created = self.entries.get(&key).map_or(revision, |entry| entry.created);
+        self.entries.insert(key, KvEntry { value, created, modified: revision });
+        KvResponse::Written { revision }
+    }
+}
+
+impl StateMachine for Kv {
+    fn apply(&mut self, command: &[u8]) -> Vec<u8> {
+        let response = match postcard::from_bytes::<KvCommand>(command) {
+            Ok(command) => self.run(command),
+            Err(error) => KvResponse::Invalid(format!("undecodable command: {error}")),
+        };
+        postcard::to_allocvec(&response).expect("responses encode")
+    }
+
+    fn snapshot(&self) -> Vec<u8> {
+        postcard::to_allocvec(self).expect("the store encodes")
+    }
+
+    fn restore(&mut self, snapshot: &[u8]) -> Result<(), RestoreError> {
+        *self = if snapshot.is_empty() {
+            Kv::default()
+        } else {
+            postcard::from_bytes(snapshot).map_err(|error| RestoreError(error.to_string()))?
+        };
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(kv: &mut Kv, command: KvCommand) -> KvResponse {
+        KvResponse::decode(&kv.apply(&command.encode())).unwrap()
+    }
+
+    fn put(key: &str, value: &str) -> KvCommand {
+        KvCommand::Put { key: key.into(), value: value.into() }
+    }
+
+    #[test]
+    fn writes_count_revisions_and_reads_see_them() {
+        let mut kv = Kv::new();
+        assert_eq!(run(&mut kv, put("a", "1")), KvResponse::Written { revision: 1 });
+        assert_eq!(run(&mut kv, put("a", "2")), KvResponse::Written { revision: 2 });
+        let entry = KvEntry { value: b"2".to_vec(), created: 1, modified: 2 };
+        assert_eq!(
+            run(&mut kv, KvCommand::Get { key: "a".into() }),
+            KvResponse::Value { entry: Some(entry), revision: 2 }
+        );
+        assert_eq!(
+            run(&mut kv, KvCommand::Delete { key: "a".into() }),
+            KvResponse::Deleted { existed: true, revision: 3 }
+        );
+        assert_eq!(
+            run(&mut kv, KvCommand::Delete { key: "a".into() }),
+            KvResponse::Deleted { existed: false, revision: 3 }
+        );
+    }
+
+    #[test]
+    fn compare_and_set_writes_only_at_the_expected_revision() {
+        let mut kv = Kv::new();
+        let create = KvCommand::Cas { key: "k".into(), expected: None, value: b"x".to_vec() };
+        assert_eq!(run(&mut kv, create.clone()), KvResponse::Written { revision: 1 });
+        assert_eq!(run(&mut kv, create), KvResponse::CasFailed { current: Some(1) });
+        let stale = KvCommand::Cas { key: "k".into(), expected: Some(0), value: b"y".to_vec() };
+        assert_eq!(run(&mut kv, stale), KvResponse::CasFailed { current: Some(1) });
+        let fresh = KvCommand::Cas { key: "k".into(), expected: Some(1), value: b"y".to_vec() };
+        assert_eq!(run(&mut kv, fresh), KvResponse::Written { revision: 2 });
+    }
+
+    #[test]
+    fn a_listing_stays_within_its_prefix_and_limit() {
+        let mut kv = Kv::new();
+        for key in ["app/a", "app/b", "app/c", "apq", "ap"] {
+            run(&mut kv, put(key, key));
+        }
+        let KvResponse::Entries { entries, .. } = run(&mut kv, KvCommand::List { prefix: "app/".into(), limit: 2 })
+        else {
+            panic!("a listing")
+        };
+        let keys: Vec<&str> = entries.iter().map(|(key, _)| key.as_str()).collect();
+        assert_eq!(keys, ["app/a", "app/b"]);
+    }
+
+    #[test]
+    fn bad_commands_change_nothing_and_say_why() {
+        let mut kv = Kv::new();
+        assert!(matches!(KvResponse::decode(&kv.apply(&[0xff, 0xff])).unwrap(), KvResponse::Invalid(_)));
+        let long = "k".repeat(MAX_KEY_BYTES + 1);
+        assert!(matches!(run(&mut kv, put(&long, "v")), KvResponse::Invalid(_)));
+        assert_eq!(kv.revision(), 0);
+    }
+
+    #[test]
+    fn a_snapshot_restores_the_same_store() {
+        let mut kv = Kv::new();
+        run(&mut kv, put("a", "1"));
+        run(&mut kv, put("b", "2"));
+        let mut other = Kv::new();
+        other.restore(&kv.snapshot()).unwrap();
+        assert_eq!(other, kv);
+        assert!(other.restore(b"\xff\xff\xff").is_err());
+    }
+}
