@@ -1,5 +1,6 @@
 //! The public handle of one member: how to start it, ask it things and stop it.
 
+use std::collections::BTreeMap;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -8,6 +9,8 @@ use std::time::Duration;
 use std::num::NonZeroU32;
 use std::path::PathBuf;
 
+use quorate_core::rsm::kv::{KvCommand, KvEntry, KvResponse};
+use quorate_core::rsm::{ApplyError, RestoreError, StateMachine};
 use quorate_core::wire::{Name, TagsError, TooLong};
 use quorate_core::{
     Bootstrap, Command, Config, ConfigError, Event, Identity, MemberId, MemberInfo, Node, State, Tags, View,
@@ -95,6 +98,16 @@ pub enum Error {
     /// The member stopped on its own: its storage failed mid-run.
     #[error("the member stopped: {0}")]
     Failed(String),
+    /// An `apply` had no answer; nothing says it was applied, unless the
+    /// error says so.
+    #[error("apply: {0}")]
+    Apply(#[from] ApplyError),
+    /// The state machine could not take over the recovered state.
+    #[error(transparent)]
+    StateMachine(#[from] RestoreError),
+    /// The KV store answered something a KV client cannot read.
+    #[error("unexpected answer from the state machine: {0}")]
+    Unexpected(String),
 }
 
 /// Configures and starts a member. See [`Cluster::builder`].
@@ -113,6 +126,7 @@ pub struct Builder {
     bootstrap_expect_zero: bool,
     allow_ephemeral_voters: bool,
     raft_timing: Option<(Duration, Duration)>,
+    state_machine: Option<Box<dyn StateMachine>>,
     #[cfg(madsim)]
     hooks: crate::sim::Hooks,
 }
@@ -134,6 +148,7 @@ impl Default for Builder {
             bootstrap_expect_zero: false,
             allow_ephemeral_voters: false,
             raft_timing: None,
+            state_machine: None,
             #[cfg(madsim)]
             hooks: crate::sim::Hooks::default(),
         }
@@ -268,6 +283,15 @@ impl Builder {
         self
     }
 
+    /// The replicated state machine every member applies committed commands
+    /// to (DESIGN §3.4); the built-in KV store ([`Cluster::kv`]) when not
+    /// set. It must be deterministic, and every member of a cluster must run
+    /// the same one.
+    pub fn state_machine(mut self, machine: impl StateMachine) -> Self {
+        self.state_machine = Some(Box::new(machine));
+        self
+    }
+
     /// Binds the sockets and starts the member's task.
     pub async fn start(self) -> Result<Cluster, Error> {
         let name: Name = self.node.as_deref().ok_or(Error::MissingName)?.parse()?;
@@ -305,13 +329,16 @@ impl Builder {
         let id = loaded.member_id;
         let durable = storage.is_durable();
         let identity = Identity { id, name: name.clone(), addr: advertise, tags: self.tags, durable };
-        let node = Node::new(
+        let mut node = Node::new(
             config,
             identity,
             u64::from_le_bytes(crate::random_bytes()),
             loaded.recovered,
             quorate_core::Instant::ZERO,
         )?;
+        if let Some(machine) = self.state_machine {
+            node.set_state_machine(machine)?;
+        }
         let initial = Snapshot::of(&node, &Stats::default());
         let (snapshot_tx, snapshot) = watch::channel(initial);
         let (events, _) = broadcast::channel(EVENT_BACKLOG);
@@ -331,6 +358,8 @@ impl Builder {
             published_commit: 0,
             published_at: Instant::now(),
             stats: Stats::default(),
+            applies: BTreeMap::new(),
+            next_request: 0,
             #[cfg(madsim)]
             hooks: self.hooks,
         };
@@ -457,6 +486,25 @@ impl Cluster {
     /// The members of the newest view.
     pub fn primaries(&self) -> Vec<MemberId> {
         self.snapshot.borrow().view.as_ref().map(|view| view.ids().collect()).unwrap_or_default()
+    }
+
+    /// Applies `command` to the replicated state machine, from any member:
+    /// forwarded to the leader, committed, applied at most once, and
+    /// answered with the state machine's response (DESIGN §3.4). A retry
+    /// after a lost answer or a leader change is the core's, with the same
+    /// sequence number, so the command never applies twice. Fails with
+    /// [`ApplyError::Timeout`] (naming the last known leader) when no leader
+    /// answers within the profile's apply timeout.
+    pub async fn apply(&self, command: impl Into<Vec<u8>>) -> Result<Vec<u8>, Error> {
+        let (reply, answer) = oneshot::channel();
+        self.request(Request::Apply(command.into(), reply)).await?;
+        Ok(answer.await.map_err(|_| Error::Stopped)??)
+    }
+
+    /// The built-in replicated KV store, through [`Cluster::apply`]. Only
+    /// meaningful when the cluster runs the default state machine.
+    pub fn kv(&self) -> KvClient<'_> {
+        KvClient { cluster: self }
     }
 
     /// Tells the cluster this member finished rebalancing to view `epoch`
@@ -602,6 +650,74 @@ async fn next_event(events: &mut broadcast::Receiver<Event>) -> Option<Event> {
                 tracing::warn!(missed, "an event subscriber fell behind; events were skipped");
             }
             Err(broadcast::error::RecvError::Closed) => return None,
+        }
+    }
+}
+
+/// The built-in KV store of a cluster ([`Cluster::kv`]): every call goes
+/// through the log, so reads are linearizable and writes apply once.
+#[derive(Clone, Copy)]
+pub struct KvClient<'a> {
+    cluster: &'a Cluster,
+}
+
+impl KvClient<'_> {
+    async fn run(&self, command: KvCommand) -> Result<KvResponse, Error> {
+        let bytes = self.cluster.apply(command.encode()).await?;
+        match KvResponse::decode(&bytes) {
+            Ok(KvResponse::Invalid(reason)) => Err(Error::Unexpected(reason)),
+            Ok(response) => Ok(response),
+            Err(error) => Err(Error::Unexpected(error.to_string())),
+        }
+    }
+
+    /// Sets `key` to `value`; returns the store's revision after the write.
+    pub async fn put(&self, key: impl Into<String>, value: impl Into<Vec<u8>>) -> Result<u64, Error> {
+        match self.run(KvCommand::Put { key: key.into(), value: value.into() }).await? {
+            KvResponse::Written { revision } => Ok(revision),
+            other => Err(Error::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    /// The entry at `key`, if any (a linearizable read).
+    pub async fn get(&self, key: impl Into<String>) -> Result<Option<KvEntry>, Error> {
+        match self.run(KvCommand::Get { key: key.into() }).await? {
+            KvResponse::Value { entry, .. } => Ok(entry),
+            other => Err(Error::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    /// Removes `key`; returns whether it existed.
+    pub async fn delete(&self, key: impl Into<String>) -> Result<bool, Error> {
+        match self.run(KvCommand::Delete { key: key.into() }).await? {
+            KvResponse::Deleted { existed, .. } => Ok(existed),
+            other => Err(Error::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    /// Sets `key` to `value` only if its modification revision is
+    /// `expected` (`None`: only if it does not exist). `Ok(Ok(revision))`
+    /// when written, `Ok(Err(current))` with the key's current revision when
+    /// the expectation failed.
+    pub async fn compare_and_set(
+        &self,
+        key: impl Into<String>,
+        expected: Option<u64>,
+        value: impl Into<Vec<u8>>,
+    ) -> Result<Result<u64, Option<u64>>, Error> {
+        match self.run(KvCommand::Cas { key: key.into(), expected, value: value.into() }).await? {
+            KvResponse::Written { revision } => Ok(Ok(revision)),
+            KvResponse::CasFailed { current } => Ok(Err(current)),
+            other => Err(Error::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    /// The entries whose keys start with `prefix`, in key order, at most
+    /// `limit` (capped at 10,000).
+    pub async fn list(&self, prefix: impl Into<String>, limit: u32) -> Result<Vec<(String, KvEntry)>, Error> {
+        match self.run(KvCommand::List { prefix: prefix.into(), limit }).await? {
+            KvResponse::Entries { entries, .. } => Ok(entries),
+            other => Err(Error::Unexpected(format!("{other:?}"))),
         }
     }
 }

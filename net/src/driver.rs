@@ -7,10 +7,12 @@
 //! member table is published whenever membership or the commit changed, and
 //! at least every [`REPUBLISH_EVERY`] so counters move while nothing else does.
 
+use std::collections::BTreeMap;
 use std::future::pending;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use quorate_core::rsm::ApplyError;
 use quorate_core::{Channel, Event, Input, MemberId, MemberInfo, Node, Output, Tags, View};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::time::{Instant, sleep_until};
@@ -29,6 +31,8 @@ pub(crate) enum Request {
     SetTags(Tags),
     /// Any other core command (acks, leadership transfer).
     Command(quorate_core::Command),
+    /// Apply a command to the replicated state machine; answered on `reply`.
+    Apply(Vec<u8>, oneshot::Sender<Result<Vec<u8>, ApplyError>>),
     /// Discovery's latest answer.
     Discovered(Vec<SocketAddr>),
     /// Leave gracefully; answered once the leave completed.
@@ -90,6 +94,9 @@ pub(crate) struct Driver {
     /// When the last snapshot was published.
     pub(crate) published_at: Instant,
     pub(crate) stats: Stats,
+    /// `apply` calls waiting for their [`Event::Applied`], by request number.
+    pub(crate) applies: BTreeMap<u64, oneshot::Sender<Result<Vec<u8>, ApplyError>>>,
+    pub(crate) next_request: u64,
     #[cfg(madsim)]
     pub(crate) hooks: crate::sim::Hooks,
 }
@@ -146,6 +153,14 @@ impl Driver {
             Request::Join(addrs) => self.node.handle(now, Input::Command(quorate_core::Command::Join(addrs))),
             Request::SetTags(tags) => self.node.handle(now, Input::Command(quorate_core::Command::SetTags(tags))),
             Request::Command(command) => self.node.handle(now, Input::Command(command)),
+            Request::Apply(command, reply) => {
+                // Callers that gave up (dropped their future) free their slot.
+                self.applies.retain(|_, waiting| !waiting.is_closed());
+                let request = self.next_request;
+                self.next_request += 1;
+                self.applies.insert(request, reply);
+                self.node.handle(now, Input::Command(quorate_core::Command::Apply { request, command }));
+            }
             Request::Discovered(addrs) => self.node.handle(now, Input::Discovered(addrs)),
             Request::Leave(done) => {
                 self.leave_waiters.push(done);
@@ -178,6 +193,14 @@ impl Driver {
                     Output::Persist(persist) => {
                         writes.push(persist.state);
                         persisted = Some(persist.seq);
+                    }
+                    Output::Event(Event::Applied { request, result }) => {
+                        // An answer to one caller, not news for everyone.
+                        #[cfg(madsim)]
+                        step_events.push(Event::Applied { request, result: result.clone() });
+                        if let Some(reply) = self.applies.remove(&request) {
+                            let _ = reply.send(result);
+                        }
                     }
                     Output::Event(event) => {
                         membership_changed = true;

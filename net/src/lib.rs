@@ -105,6 +105,8 @@ pub(crate) fn random_bytes<const N: usize>() -> [u8; N] {
     bytes
 }
 
-pub use cluster::{Builder, Cluster, Done, Error, Profile};
+pub use cluster::{Builder, Cluster, Done, Error, KvClient, Profile};
+pub use quorate_core::rsm::kv::KvEntry;
+pub use quorate_core::rsm::{ApplyError, StateMachine};
 pub use quorate_core::{Event, MemberId, MemberInfo, State, Tags, View};
 pub use transport::TransportCounters;

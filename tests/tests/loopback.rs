@@ -280,3 +280,51 @@ async fn counters_keep_moving_while_membership_is_quiet() {
     let before = sent(&members[0]);
     eventually("the published counters grow", LIMIT, || sent(&members[0]) > before + 10).await;
 }
+
+#[tokio::test]
+async fn the_kv_store_answers_from_every_member_and_applies_each_write_once() {
+    let members = raft_cluster(3).await;
+    eventually("a settled cluster", LIMIT, || settled(&members.iter().collect::<Vec<_>>())).await;
+    let follower = members.iter().find(|m| !m.is_leader()).unwrap();
+    let other = members.iter().rfind(|m| !m.is_leader()).unwrap();
+
+    assert_eq!(follower.kv().put("app/color", "blue").await.unwrap(), 1);
+    let entry = other.kv().get("app/color").await.unwrap().expect("written");
+    assert_eq!((entry.value.as_slice(), entry.modified), (&b"blue"[..], 1));
+
+    // Compare-and-set: at the revision read, then stale.
+    assert_eq!(other.kv().compare_and_set("app/color", Some(1), "green").await.unwrap(), Ok(2));
+    assert_eq!(follower.kv().compare_and_set("app/color", Some(1), "red").await.unwrap(), Err(Some(2)));
+
+    // Concurrent writers from every member: each applies exactly once.
+    let writes = members.iter().enumerate().flat_map(|(m, member)| {
+        (0..20).map(move |i| async move { member.kv().put(format!("app/n{m}-{i}"), "x").await.unwrap() })
+    });
+    let mut revisions = futures::future::join_all(writes).await;
+    revisions.sort();
+    assert_eq!(revisions, (3..=62).collect::<Vec<u64>>(), "60 writes, 60 distinct revisions, none twice");
+    assert_eq!(members[0].kv().list("app/n", 1000).await.unwrap().len(), 60);
+    assert!(members[1].kv().delete("app/color").await.unwrap());
+    assert_eq!(members[2].kv().get("app/color").await.unwrap(), None);
+    for member in members {
+        member.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn an_apply_with_no_leader_fails_in_time_with_the_leader_it_knew() {
+    let members = raft_cluster(3).await;
+    eventually("a settled cluster", LIMIT, || settled(&members.iter().collect::<Vec<_>>())).await;
+    let mut members = members;
+    let leader = members.iter().position(Cluster::is_leader).unwrap();
+    let lone = members.remove((leader + 1) % 3);
+    // The other two stop: no quorum is left for the lone member.
+    for member in members {
+        member.shutdown().await;
+    }
+    let started = std::time::Instant::now();
+    let result = lone.kv().put("k", "v").await;
+    assert!(matches!(result, Err(Error::Apply(quorate::ApplyError::Timeout { .. }))), "{result:?}");
+    // The fast profile's apply timeout is 3 s.
+    assert!(started.elapsed() >= Duration::from_secs(2), "failed after {:?}", started.elapsed());
+}
