@@ -10,7 +10,7 @@
 //! plan's bound. The members' drivers call [`World::observe`] after every
 //! step; the first violation stops the run.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -22,11 +22,14 @@ use madsim::runtime::{Handle, Runtime};
 use madsim::task::NodeId;
 use quorate::Cluster;
 use quorate_core::raft::{Entry, Role};
+use quorate_core::rsm::StateMachine;
+use quorate_core::rsm::kv::Kv;
 use quorate_core::teeth::Plant;
 use quorate_core::{Event, MemberId, Node};
 
 use crate::invariants::d1::Trace;
 use crate::invariants::l1::{self, MemberState};
+use crate::invariants::linearizability::{self, Call, Op, Return};
 use crate::invariants::s6::NoFalseDeath;
 use crate::invariants::{Checkers, NodeIdx, Observation, Violation};
 use crate::plan::{Fault, Plan, Slot};
@@ -38,6 +41,8 @@ const PORT: u16 = 7946;
 const POLL: Duration = Duration::from_millis(100);
 /// Initial members a member joins through (all of them in small clusters).
 const SEEDS: usize = 5;
+/// Search steps the linearizability check may take per key.
+const LIN_BUDGET: u64 = 2_000_000;
 /// Past this many slots, the core's internal checks are sampled.
 const LARGE: usize = 50;
 
@@ -111,6 +116,11 @@ pub struct Outcome {
     pub lost_writes: u64,
     /// BUGGIFY sites reached, and how many were active.
     pub buggify_sites: (usize, usize),
+    /// Client operations called, and how many were answered.
+    pub client_ops: (usize, usize),
+    /// Keys whose linearizability check ran out of its budget (reported
+    /// apart: neither passed nor failed).
+    pub lin_unchecked: usize,
 }
 
 thread_local! {
@@ -177,6 +187,8 @@ pub fn run(plan: &Plan, options: &Options) -> Outcome {
         stable_epochs: world.checkers.s4.stable_epochs(),
         lost_writes: world.slots.iter().map(|slot| slot.disk.lost_writes()).sum(),
         buggify_sites: (buggify.len(), buggify.iter().filter(|(_, active)| *active).count()),
+        client_ops: (world.history.len(), world.history.iter().filter(|op| op.returned.is_some()).count()),
+        lin_unchecked: world.lin_unchecked,
     }
 }
 
@@ -229,6 +241,13 @@ pub(crate) struct World {
     /// The newest voter set seen, by the (term, commit index) of the member
     /// that held it: which disks may be lost (DESIGN §5).
     voters: ((u64, u64), BTreeSet<MemberId>),
+    /// The clients' operations, in call order.
+    history: Vec<Op>,
+    /// Asked for once L1 holds: the leader's state machine and when it was
+    /// taken, for S5.
+    final_state: Option<Option<(Vec<u8>, quorate_core::Instant)>>,
+    /// Keys whose linearizability check ran out of budget.
+    lin_unchecked: usize,
     steps: u64,
     last_at: Duration,
 }
@@ -247,6 +266,9 @@ impl World {
             failure: None,
             slots: Vec::new(),
             voters: ((0, 0), BTreeSet::new()),
+            history: Vec::new(),
+            final_state: None,
+            lin_unchecked: 0,
             steps: 0,
             last_at: Duration::ZERO,
         }
@@ -377,6 +399,10 @@ impl World {
         if let Err(violation) = self.checkers.observe(&observation) {
             self.fail(Failure::Violation(violation));
         }
+        if leading && self.final_state == Some(None) {
+            let at = self.now();
+            self.final_state = Some(Some((node.state_machine_snapshot(), at)));
+        }
         let state = &mut self.slots[slot].state;
         state.id = Some(member);
         state.leading = leading;
@@ -395,6 +421,25 @@ impl World {
         state.signature = None;
         self.set_running(slot);
         self.record(Some(slot), &format!("started as {member}"));
+    }
+
+    /// A client called `call` on `key`; returns the operation's number.
+    fn call(&mut self, slot: Slot, client: u64, key: String, call: Call) -> usize {
+        let called = self.now();
+        self.record(Some(slot), &format!("client {client:x} calls {call:?} on {key}"));
+        self.history.push(Op { client, key, call, called, returned: None, result: Return::Unknown });
+        self.history.len() - 1
+    }
+
+    /// Operation `op` was answered (`Return::Unknown`: failed without
+    /// saying whether it applied, so it stays open-ended).
+    fn returned(&mut self, slot: Slot, op: usize, result: Return) {
+        let at = self.now();
+        self.record(Some(slot), &format!("client op {op} returns {result:?}"));
+        if result != Return::Unknown {
+            self.history[op].returned = Some(at);
+            self.history[op].result = result;
+        }
     }
 
     /// `slot`'s application acked `epoch`.
@@ -451,9 +496,11 @@ impl World {
                 };
                 let state = &s.state;
                 format!(
-                    "  n{slot} {status} {:?} term {} {} leader {:?} view {:?} stable {} lagging {:?}",
+                    "  n{slot} {status} {:?} term {} commit {} last {:?} {} leader {:?} view {:?} stable {} lagging {:?}",
                     state.id,
                     s.signature.map_or(0, |signature| signature.term),
+                    s.signature.map_or(0, |signature| signature.commit_index),
+                    s.signature.map(|signature| signature.last),
                     if state.leading { "leading" } else { "following" },
                     state.leader,
                     state.view.as_ref().map(|(epoch, members)| (epoch, members.len())),
@@ -529,7 +576,11 @@ async fn supervise(plan: Arc<Plan>, world: Arc<Mutex<World>>) -> (Duration, Opti
             None => return (now, None),
             Some(Ok(())) => {
                 lock(&world).record(None, "L1 holds");
-                return (now, Some(now.saturating_sub(plan.faults_end)));
+                let settled = now.saturating_sub(plan.faults_end);
+                if plan.clients.is_some() {
+                    check_clients(&world).await;
+                }
+                return (lock(&world).elapsed(), Some(settled));
             }
             Some(Err(reason)) if now >= deadline => {
                 let mut w = lock(&world);
@@ -544,6 +595,60 @@ async fn supervise(plan: Arc<Plan>, world: Arc<Mutex<World>>) -> (Duration, Opti
             }
             Some(Err(_)) => tokio::time::sleep(POLL).await,
         }
+    }
+}
+
+/// Once L1 holds: S5 over the clients' acknowledged writes (each is in the
+/// leader's store, or overwritten by a later one), and linearizability of
+/// their whole history.
+async fn check_clients(world: &Mutex<World>) {
+    lock(world).final_state = Some(None);
+    let mut waited = Duration::ZERO;
+    let state = loop {
+        if let Some(Some(state)) = lock(world).final_state.clone() {
+            break Some(state);
+        }
+        if waited >= Duration::from_secs(5) {
+            break None;
+        }
+        tokio::time::sleep(POLL).await;
+        waited += POLL;
+    };
+    let mut w = lock(world);
+    let at = w.now();
+    let Some((state, taken)) = state else {
+        let detail = "the leader took no step within 5 s of L1 holding".to_owned();
+        w.fail(Failure::Violation(Violation { invariant: "L1", at, detail }));
+        return;
+    };
+    let mut store = Kv::new();
+    if let Err(error) = StateMachine::restore(&mut store, &state) {
+        let detail = format!("the leader's store does not decode: {error}");
+        w.fail(Failure::Violation(Violation { invariant: "S5", at, detail }));
+        return;
+    }
+    // Writes answered before the store was read (the clients go on meanwhile).
+    for op in w.history.iter().filter(|op| op.returned.is_some_and(|at| at <= taken)) {
+        let Return::Written(revision) = op.result else { continue };
+        let kept = store.get(&op.key).is_some_and(|entry| entry.modified >= revision);
+        if !kept || store.revision() < revision {
+            let detail = format!(
+                "client {:x}'s write to {:?} was acknowledged at revision {revision} ({:?}), but the settled \
+                 leader's store holds {:?} at store revision {}",
+                op.client,
+                op.key,
+                op.call,
+                store.get(&op.key),
+                store.revision()
+            );
+            w.fail(Failure::Violation(Violation { invariant: "S5", at, detail }));
+            return;
+        }
+    }
+    let (result, unchecked) = linearizability::check(&w.history, LIN_BUDGET);
+    w.lin_unchecked = unchecked;
+    if let Err(violation) = result {
+        w.fail(Failure::Violation(violation));
     }
 }
 
@@ -702,11 +807,11 @@ fn create(handle: &Handle, plan: &Arc<Plan>, world: &Arc<Mutex<World>>, slot: Sl
 
 /// One boot of the member in `slot`: start, ack views, leave on SIGINT.
 async fn member(plan: Arc<Plan>, world: Arc<Mutex<World>>, slot: Slot) {
-    let (disk, first_start) = {
+    let (disk, first_start, boot) = {
         let mut w = lock(&world);
         let s = w.slot(slot);
         s.starts += 1;
-        (s.disk.clone(), s.starts == 1)
+        (s.disk.clone(), s.starts == 1, s.starts)
     };
     // As discovery would, the seeds are members that have not left.
     let seeds = lock(&world).seeds(slot);
@@ -760,18 +865,74 @@ async fn member(plan: Arc<Plan>, world: Arc<Mutex<World>>, slot: Slot) {
             done.ack();
         });
     });
-    tokio::select! {
+    let client = (slot as u64) << 32 | u64::from(boot);
+    let leaving = tokio::select! {
         biased;
-        _ = tokio::signal::ctrl_c() => {
-            if let Err(error) = cluster.leave().await {
-                lock(&world).record(Some(slot), &format!("leave failed: {error}"));
-            }
-            cluster.shutdown().await;
-        }
+        _ = tokio::signal::ctrl_c() => true,
         stopped = cluster.stopped() => {
             if let Err(error) = stopped {
                 lock(&world).fail(Failure::Harness(format!("n{slot} stopped: {error}")));
             }
+            false
         }
+        () = run_client(&plan, &world, slot, client, &cluster) => false,
+    };
+    if leaving {
+        if let Err(error) = cluster.leave().await {
+            lock(&world).record(Some(slot), &format!("leave failed: {error}"));
+        }
+        cluster.shutdown().await;
+    }
+}
+
+/// One sequential KV client on this member: random operations on the
+/// plan's keys, each recorded with its call and answer times. Runs forever
+/// (or not at all without client traffic in the plan).
+async fn run_client(plan: &Plan, world: &Mutex<World>, slot: Slot, client: u64, cluster: &Cluster) {
+    let Some(clients) = plan.clients else { return std::future::pending().await };
+    // Values are unique: this client's id and a counter.
+    let mut counter = 0u64;
+    // The revision this client last saw per key, for compare-and-set.
+    let mut seen: BTreeMap<String, u64> = BTreeMap::new();
+    loop {
+        let (gap, key, pick) = {
+            let mut rng = madsim::rand::thread_rng();
+            (clients.max_gap.mul_f64(rng.gen_range(0.0..=1.0)), rng.gen_range(0..clients.keys), rng.gen_range(0..10))
+        };
+        tokio::time::sleep(gap).await;
+        let key = format!("k{key}");
+        counter += 1;
+        let value = client << 20 | counter;
+        let call = match pick {
+            0..5 => Call::Put(value),
+            5..8 => Call::Get,
+            _ => Call::Cas { expected: seen.get(&key).copied(), value },
+        };
+        let op = lock(world).call(slot, client, key.clone(), call.clone());
+        let kv = cluster.kv();
+        let result = match call {
+            Call::Put(value) => kv.put(key.clone(), value.to_le_bytes()).await.map(Return::Written),
+            Call::Get => kv.get(key.clone()).await.map(|entry| {
+                let read = |bytes: &[u8]| bytes.try_into().map_or(u64::MAX, u64::from_le_bytes);
+                Return::Value(entry.map(|entry| (read(&entry.value), entry.modified)))
+            }),
+            Call::Cas { expected, value } => {
+                kv.compare_and_set(key.clone(), expected, value.to_le_bytes()).await.map(|outcome| match outcome {
+                    Ok(revision) => Return::Written(revision),
+                    Err(current) => Return::CasFailed(current),
+                })
+            }
+        };
+        let result = result.unwrap_or(Return::Unknown);
+        match result {
+            Return::Written(revision) => {
+                seen.insert(key, revision);
+            }
+            Return::Value(Some((_, revision))) | Return::CasFailed(Some(revision)) => {
+                seen.insert(key, revision);
+            }
+            _ => {}
+        }
+        lock(world).returned(slot, op, result);
     }
 }

@@ -205,8 +205,18 @@ mod cli {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "{:<10} {:>6} {:>6} {:>6} {:>10} {:>9} {:>9} {:>8} {:>10}",
-            "scenario", "seeds", "passed", "failed", "simulated", "wall", "sim/wall", "seeds/s", "L1 median"
+            "{:<10} {:>6} {:>6} {:>6} {:>10} {:>9} {:>9} {:>8} {:>10} {:>10} {:>10}",
+            "scenario",
+            "seeds",
+            "passed",
+            "failed",
+            "simulated",
+            "wall",
+            "sim/wall",
+            "seeds/s",
+            "L1 median",
+            "client ops",
+            "LIN unchkd"
         );
         for &scenario in scenarios {
             let of: Vec<&SeedResult> = results.iter().filter(|result| result.plan.scenario == scenario).collect();
@@ -219,9 +229,12 @@ mod cli {
             settled.sort();
             let median =
                 settled.get(settled.len() / 2).map_or_else(|| "-".to_owned(), |d| format!("{:.2}s", d.as_secs_f64()));
+            let ops: usize = of.iter().map(|result| result.outcome.client_ops.0).sum();
+            // Keys whose linearizability search ran out of budget: neither passed nor failed.
+            let unchecked: usize = of.iter().map(|result| result.outcome.lin_unchecked).sum();
             let _ = writeln!(
                 out,
-                "{:<10} {:>6} {:>6} {:>6} {:>9.0}s {:>8.1}s {:>8.0}x {:>8.2} {:>10}",
+                "{:<10} {:>6} {:>6} {:>6} {:>9.0}s {:>8.1}s {:>8.0}x {:>8.2} {:>10} {:>10} {:>10}",
                 scenario.name(),
                 of.len(),
                 of.len() - failed,
@@ -230,7 +243,9 @@ mod cli {
                 busy.as_secs_f64(),
                 simulated.as_secs_f64() / busy.as_secs_f64().max(1e-9),
                 of.len() as f64 / busy.as_secs_f64().max(1e-9),
-                median
+                median,
+                ops,
+                unchecked
             );
         }
         let _ = writeln!(
@@ -266,7 +281,8 @@ mod cli {
         }
         println!(
             "trace hash {:016x} ({} lines); {:.1}s simulated in {:.2}s; {} steps, {} terms, {} epochs, {} stable; \
-             {} writes lost to kills; buggify sites {} reached, {} active",
+             {} writes lost to kills; buggify sites {} reached, {} active; {} client ops ({} answered), \
+             {} keys unchecked for linearizability",
             outcome.trace_hash,
             outcome.trace_lines,
             outcome.simulated.as_secs_f64(),
@@ -277,7 +293,10 @@ mod cli {
             outcome.stable_epochs,
             outcome.lost_writes,
             outcome.buggify_sites.0,
-            outcome.buggify_sites.1
+            outcome.buggify_sites.1,
+            outcome.client_ops.0,
+            outcome.client_ops.1,
+            outcome.lin_unchecked
         );
         match &outcome.failure {
             None => {

@@ -158,6 +158,15 @@ pub struct Acks {
     pub slow_delay: Duration,
 }
 
+/// The clients' KV traffic: one sequential client per member boot.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Clients {
+    /// Keys they share (few, so operations contend).
+    pub keys: u32,
+    /// Each client waits up to this long between operations.
+    pub max_gap: Duration,
+}
+
 /// Everything one run does. See the module doc.
 #[derive(Clone, Debug)]
 pub struct Plan {
@@ -181,6 +190,8 @@ pub struct Plan {
     pub buggify: bool,
     /// How the application acks.
     pub acks: Acks,
+    /// Client `apply` traffic, checked for linearizability (S2, S5, LIN).
+    pub clients: Option<Clients>,
     /// The faults, in time order.
     pub faults: Vec<(Duration, Fault)>,
     /// When the faults stop: everything is healed, resumed and restarted.
@@ -228,6 +239,10 @@ impl Plan {
             slow_chance: if scenario == Scenario::Mixed { 0.03 } else { 0.0 },
             slow_delay: ack_timeout * 3 / 2,
         };
+        let clients = matches!(scenario, Scenario::Mixed | Scenario::Crash).then(|| Clients {
+            keys: rng.random_range(1..=4),
+            max_gap: Duration::from_millis(rng.random_range(100..=500)),
+        });
         let mut plan = Plan {
             scenario,
             seed,
@@ -239,6 +254,7 @@ impl Plan {
             sync_latency,
             buggify,
             acks,
+            clients,
             faults: Vec::new(),
             faults_end: Duration::ZERO,
             liveness_bound: Duration::from_secs(40) * scale,
@@ -310,12 +326,16 @@ impl fmt::Display for Plan {
         )?;
         writeln!(
             f,
-            "  sync {:?}, buggify {}, acks within {:?} ({:.0} % after {:?}), client traffic: none",
+            "  sync {:?}, buggify {}, acks within {:?} ({:.0} % after {:?}), client traffic: {}",
             self.sync_latency,
             if self.buggify { "on" } else { "off" },
             self.acks.max_delay,
             self.acks.slow_chance * 100.0,
-            self.acks.slow_delay
+            self.acks.slow_delay,
+            self.clients.map_or_else(
+                || "none".to_owned(),
+                |c| format!("KV on {} keys from every member, an operation every ≤ {:?}", c.keys, c.max_gap)
+            )
         )?;
         for (at, fault) in &self.faults {
             writeln!(f, "  {:>9.3}s  {fault}", at.as_secs_f64())?;

@@ -874,8 +874,12 @@ impl Raft {
                 if commit > self.commit_index {
                     self.commit_index = commit;
                 }
+                // On success the hint is where this log ends: a leader whose
+                // appends, or their answers, were lost (a connection reset
+                // drops frames) learns so from the next heartbeat's answer.
+                let end = self.log.last_index() + 1;
                 let response =
-                    Message::AppendResponse { term: self.term, success: true, index: last_new, next_hint: 0 };
+                    Message::AppendResponse { term: self.term, success: true, index: last_new, next_hint: end };
                 self.send(ctx, directory, from, response);
             }
             Err(conflict) => {
@@ -910,7 +914,12 @@ impl Raft {
         }
         let Some(progress) = self.leading.as_mut().and_then(|l| l.progress.get_mut(&from)) else { return };
         if success {
-            if progress.on_success(index) {
+            let (max_messages, max_bytes) = (self.config.max_inflight_appends, self.config.max_inflight_bytes);
+            let news = progress.on_success(index);
+            if !news && progress.is_paused(max_messages, max_bytes) && progress.on_stalled(next_hint) {
+                tracing::debug!(%from, end = next_hint, "appends or their answers were lost; probing again");
+            }
+            if news {
                 self.maybe_commit(ctx);
             }
             self.send_append(ctx, directory, from, false);

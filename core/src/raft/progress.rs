@@ -117,6 +117,23 @@ impl Progress {
         }
     }
 
+    /// A successful answer brought no news while the window is full: the
+    /// appends in flight, sent earlier on the same stream, were lost or their
+    /// answers were (a reset connection drops queued frames; a restarted
+    /// follower may answer before it knows where the leader is). Nothing
+    /// else would free the window, so probe again, from where the
+    /// follower's log ends (`end`, exclusive, from its answer; 0 if unknown)
+    /// or from what was in flight, whichever is first. Returns whether it did.
+    pub(crate) fn on_stalled(&mut self, end: u64) -> bool {
+        if self.state != ProgressState::Replicate {
+            return false;
+        }
+        let resume = if end == 0 { self.match_index + 1 } else { end.min(self.next_index) };
+        self.become_probe();
+        self.next_index = resume.max(self.match_index + 1);
+        true
+    }
+
     pub(crate) fn become_probe(&mut self) {
         self.state = ProgressState::Probe;
         self.probe_sent = false;

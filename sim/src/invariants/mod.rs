@@ -16,6 +16,7 @@
 
 pub mod d1;
 pub mod l1;
+pub mod linearizability;
 pub mod s1;
 pub mod s2;
 pub mod s3;
