@@ -3,8 +3,11 @@
 //!
 //! `GET /v1/status`, `GET /v1/members`, `POST /v1/leave`, `GET /v1/health`
 //! (200 only once joined with a leader known) and `GET /metrics` in the
-//! Prometheus text format. Not built under madsim: the simulator drives the
-//! library directly.
+//! Prometheus text format. The replicated KV store: `GET`, `PUT` (the body is
+//! the value; `?cas=REV` writes only at that revision, 0 for "absent") and
+//! `DELETE /v1/kv/{key}`, and `GET /v1/kv?prefix=P&limit=N`; every call goes
+//! through the log. Not built under madsim: the simulator drives the library
+//! directly.
 
 use std::fmt::Write as _;
 use std::io;
@@ -13,7 +16,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use axum::Router;
-use axum::extract::State;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -21,7 +25,7 @@ use quorate_core::{MemberId, MemberInfo};
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, Error};
 use crate::stats::STABLE_BUCKETS;
 
 /// A running admin server; dropping it stops the server.
@@ -54,6 +58,8 @@ pub async fn serve(cluster: Arc<Cluster>, addr: SocketAddr) -> io::Result<AdminS
         .route("/v1/leave", post(leave))
         .route("/v1/health", get(health))
         .route("/metrics", get(metrics))
+        .route("/v1/kv", get(kv_list))
+        .route("/v1/kv/{*key}", get(kv_get).put(kv_put).delete(kv_delete))
         .with_state(cluster);
     let task = tokio::spawn(async move {
         if let Err(error) = axum::serve(listener, router).await {
@@ -255,5 +261,97 @@ mod tests {
         let mut out = Exposition::default();
         out.sample("x", &[("k", "v\"")], 1.5);
         assert_eq!(out.text, "x{k=\"v\\\"\"} 1.5\n");
+    }
+}
+
+// ----- KV ------------------------------------------------------------------------------------
+
+/// A KV value as JSON: text when it is UTF-8, else hex, so nothing is lost.
+fn value_json(value: &[u8]) -> (&'static str, Value) {
+    match std::str::from_utf8(value) {
+        Ok(text) => ("value", Value::String(text.to_owned())),
+        Err(_) => ("value_hex", Value::String(value.iter().map(|byte| format!("{byte:02x}")).collect())),
+    }
+}
+
+fn entry_json(key: &str, entry: &quorate_core::rsm::kv::KvEntry) -> Value {
+    let (field, value) = value_json(&entry.value);
+    let mut object = json!({ "key": key, "created": entry.created, "modified": entry.modified });
+    object[field] = value;
+    object
+}
+
+/// An `apply` that did not go through, as an HTTP answer: 503 with the last
+/// known leader when no leader answered, 500 otherwise.
+fn kv_error(error: Error) -> Response {
+    let status = match &error {
+        Error::Apply(quorate_core::rsm::ApplyError::Timeout { .. }) | Error::Stopped => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    (status, axum::Json(json!({ "error": error.to_string() }))).into_response()
+}
+
+async fn kv_get(State(cluster): State<Arc<Cluster>>, Path(key): Path<String>) -> Response {
+    match cluster.kv().get(key.clone()).await {
+        Ok(Some(entry)) => axum::Json(entry_json(&key, &entry)).into_response(),
+        Ok(None) => (StatusCode::NOT_FOUND, axum::Json(json!({ "error": format!("no key {key:?}") }))).into_response(),
+        Err(error) => kv_error(error),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct PutQuery {
+    /// Write only if the key's revision is this (0: only if absent).
+    cas: Option<u64>,
+}
+
+async fn kv_put(
+    State(cluster): State<Arc<Cluster>>,
+    Path(key): Path<String>,
+    Query(query): Query<PutQuery>,
+    body: Bytes,
+) -> Response {
+    let kv = cluster.kv();
+    match query.cas {
+        None => match kv.put(key, body.to_vec()).await {
+            Ok(revision) => axum::Json(json!({ "revision": revision })).into_response(),
+            Err(error) => kv_error(error),
+        },
+        Some(expected) => {
+            let expected = (expected != 0).then_some(expected);
+            match kv.compare_and_set(key, expected, body.to_vec()).await {
+                Ok(Ok(revision)) => axum::Json(json!({ "revision": revision })).into_response(),
+                Ok(Err(current)) => (
+                    StatusCode::CONFLICT,
+                    axum::Json(json!({ "error": "the key's revision differs", "current": current })),
+                )
+                    .into_response(),
+                Err(error) => kv_error(error),
+            }
+        }
+    }
+}
+
+async fn kv_delete(State(cluster): State<Arc<Cluster>>, Path(key): Path<String>) -> Response {
+    match cluster.kv().delete(key).await {
+        Ok(deleted) => axum::Json(json!({ "deleted": deleted })).into_response(),
+        Err(error) => kv_error(error),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct ListQuery {
+    #[serde(default)]
+    prefix: String,
+    limit: Option<u32>,
+}
+
+async fn kv_list(State(cluster): State<Arc<Cluster>>, Query(query): Query<ListQuery>) -> Response {
+    match cluster.kv().list(query.prefix, query.limit.unwrap_or(1000)).await {
+        Ok(entries) => {
+            let entries: Vec<Value> = entries.iter().map(|(key, entry)| entry_json(key, entry)).collect();
+            axum::Json(Value::Array(entries)).into_response()
+        }
+        Err(error) => kv_error(error),
     }
 }

@@ -35,6 +35,7 @@ fn main() -> std::process::ExitCode {
             cli::Command::Agent(args) => agent::run(*args).await,
             cli::Command::Status(args) => client::status(args),
             cli::Command::Members(args) => client::members(args),
+            cli::Command::Kv(args) => client::kv(args),
             cli::Command::Recover(args) => recover::run(args).await,
         }
     });
@@ -76,6 +77,8 @@ mod cli {
         Status(ClientArgs),
         /// List the members a member knows (through its --http address).
         Members(ClientArgs),
+        /// Read and write the replicated KV store (through a member's --http address).
+        Kv(KvArgs),
         /// Recover from a permanent loss of quorum: make the member whose data
         /// dir this is the only voter of a new cluster.
         Recover(RecoverArgs),
@@ -162,6 +165,47 @@ mod cli {
         /// Print the JSON the member returned.
         #[arg(long)]
         pub json: bool,
+    }
+
+    #[derive(Args, Debug)]
+    pub struct KvArgs {
+        #[command(flatten)]
+        pub client: ClientArgs,
+        #[command(subcommand)]
+        pub command: KvCommand,
+    }
+
+    #[derive(Subcommand, Debug)]
+    pub enum KvCommand {
+        /// Print a key's value (exit 1 if absent).
+        Get {
+            /// The key.
+            key: String,
+        },
+        /// Set a key; prints the store revision of the write.
+        Put {
+            /// The key.
+            key: String,
+            /// The value.
+            value: String,
+            /// Write only if the key's revision is this (0: only if absent); exit 1 otherwise.
+            #[arg(long)]
+            cas: Option<u64>,
+        },
+        /// Delete a key.
+        Delete {
+            /// The key.
+            key: String,
+        },
+        /// List the keys starting with a prefix, with their values.
+        List {
+            /// The prefix (default: every key).
+            #[arg(default_value = "")]
+            prefix: String,
+            /// At most this many.
+            #[arg(long, default_value_t = 1000)]
+            limit: u32,
+        },
     }
 
     #[derive(Args, Debug)]
@@ -430,6 +474,67 @@ mod client {
     }
 
     /// Writes to stdout; a reader that went away (`| head`) is not an error.
+    /// `quorate kv ...`: one HTTP call; the HTTP status decides the exit code.
+    pub fn kv(args: crate::cli::KvArgs) -> Result<()> {
+        use crate::cli::KvCommand;
+        let base = format!("http://{}", args.client.http);
+        let path = |key: &str| format!("{base}/v1/kv/{}", urlencoding(key));
+        let response = match &args.command {
+            KvCommand::Get { key } => ureq::get(&path(key)).call(),
+            KvCommand::Put { key, value, cas } => {
+                let url = match cas {
+                    Some(revision) => format!("{}?cas={revision}", path(key)),
+                    None => path(key),
+                };
+                ureq::put(&url).send(value.as_bytes())
+            }
+            KvCommand::Delete { key } => ureq::delete(&path(key)).call(),
+            KvCommand::List { prefix, limit } => {
+                ureq::get(&format!("{base}/v1/kv?prefix={}&limit={limit}", urlencoding(prefix))).call()
+            }
+        };
+        let mut response = match response {
+            Ok(response) => response,
+            // 404 and 409 are answers, not failures of the call.
+            Err(ureq::Error::StatusCode(code)) => return Err(format!("{base}: HTTP {code}").into()),
+            Err(error) => return Err(format!("{base}: {error}").into()),
+        };
+        let value: Value = response.body_mut().read_json().map_err(|error| format!("{base}: {error}"))?;
+        if args.client.json {
+            return emit(serde_json::to_string_pretty(&value)? + "\n");
+        }
+        let shown = |entry: &Value| {
+            entry.get("value").map(text).unwrap_or_else(|| format!("(hex) {}", text(&entry["value_hex"])))
+        };
+        let out = match &args.command {
+            KvCommand::Get { .. } => format!("{}\n", shown(&value)),
+            KvCommand::Put { .. } => format!("revision {}\n", text(&value["revision"])),
+            KvCommand::Delete { .. } => format!("deleted {}\n", text(&value["deleted"])),
+            KvCommand::List { .. } => {
+                let mut out = String::new();
+                for entry in value.as_array().map(Vec::as_slice).unwrap_or_default() {
+                    let _ = writeln!(
+                        out,
+                        "{} = {}  (revision {})",
+                        text(&entry["key"]),
+                        shown(entry),
+                        text(&entry["modified"])
+                    );
+                }
+                out
+            }
+        };
+        emit(out)
+    }
+
+    /// Percent-encodes a key for a URL path or query (keeping `/`, which
+    /// the server's `{*key}` route takes whole).
+    fn urlencoding(key: &str) -> String {
+        const KEY: &percent_encoding::AsciiSet =
+            &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~').remove(b'/');
+        percent_encoding::utf8_percent_encode(key, KEY).to_string()
+    }
+
     fn emit(text: String) -> Result<()> {
         match std::io::stdout().lock().write_all(text.as_bytes()) {
             Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
