@@ -20,18 +20,24 @@ pub enum Plant {
     /// A member that commits several views in one batch delivers the newest
     /// and then the one before it (breaks S3: delivered epochs must increase).
     ViewOutOfOrder,
+    /// A member that holds the log answers reads from its own state at once,
+    /// and a leader without a ReadIndex round: a deposed leader or a lagging
+    /// follower serves stale values (breaks linearizability).
+    StaleRead,
 }
 
 impl Plant {
     /// Every planted bug.
-    pub const ALL: [Plant; 3] = [Plant::DoubleVote, Plant::EarlyStable, Plant::ViewOutOfOrder];
+    pub const ALL: [Plant; 4] = [Plant::DoubleVote, Plant::EarlyStable, Plant::ViewOutOfOrder, Plant::StaleRead];
 
-    /// Its name on command lines: `double-vote`, `early-stable`, `view-out-of-order`.
+    /// Its name on command lines: `double-vote`, `early-stable`,
+    /// `view-out-of-order`, `stale-read`.
     pub fn name(self) -> &'static str {
         match self {
             Plant::DoubleVote => "double-vote",
             Plant::EarlyStable => "early-stable",
             Plant::ViewOutOfOrder => "view-out-of-order",
+            Plant::StaleRead => "stale-read",
         }
     }
 }
@@ -44,7 +50,7 @@ impl fmt::Display for Plant {
 
 /// A name that is no planted bug.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("no planted bug is called {0:?} (one of double-vote, early-stable, view-out-of-order)")]
+#[error("no planted bug is called {0:?} (one of double-vote, early-stable, view-out-of-order, stale-read)")]
 pub struct UnknownPlant(pub String);
 
 impl FromStr for Plant {

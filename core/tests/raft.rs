@@ -737,6 +737,7 @@ fn figure_8(seed: u64, replicate_z: bool) -> Figure8 {
             prev_log_term: term_at(&sim, s1, i - 1).unwrap(),
             entries: quorate_core::wire::BoundedVec::try_from_vec(vec![x]).unwrap(),
             leader_commit: node.commit_index(),
+            round: 0,
         };
         let frame = forge(&sim, s1, uuid, append);
         let from = sim.addr(s1);
@@ -1701,6 +1702,7 @@ fn a_snapshot_installed_over_a_divergent_log_leaves_a_consistent_log_on_disk() {
                 prev_log_term: last.1,
                 entries: quorate_core::wire::BoundedVec::try_from_vec(vec![extra]).unwrap(),
                 leader_commit: node.commit_index(),
+                round: 0,
             };
             let frame = forge(&sim, n0, sim.node(n0).unwrap().cluster_uuid(), append);
             let from = sim.addr(n0);

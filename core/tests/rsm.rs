@@ -9,6 +9,7 @@ use core::time::Duration;
 use quorate_core::rsm::ApplyError;
 use quorate_core::rsm::kv::{Kv, KvCommand, KvEntry, KvResponse};
 use quorate_core::testing::{Disk, NodeIdx, Sim};
+use quorate_core::time::Instant;
 use quorate_core::{Command, Event};
 use support_raft::{SECOND, agreed_leader, await_leader, describe, expect};
 
@@ -26,14 +27,27 @@ fn apply(sim: &mut Sim, idx: NodeIdx, request: u64, command: KvCommand) {
     sim.command(idx, Command::Apply { request, command: command.encode() });
 }
 
-/// The answer `idx` reported for `request`, if any.
-fn answer(sim: &Sim, idx: NodeIdx, request: u64) -> Option<Result<KvResponse, ApplyError>> {
+/// Sends `query` as read request `request` from `idx`.
+fn read(sim: &mut Sim, idx: NodeIdx, request: u64, query: KvCommand) {
+    sim.command(idx, Command::Read { request, query: query.encode() });
+}
+
+/// The answer `idx` reported for `request` (an apply or a read), if any,
+/// and when.
+fn answered(sim: &Sim, idx: NodeIdx, request: u64) -> Option<(Instant, Result<KvResponse, ApplyError>)> {
     sim.events().iter().find_map(|record| match &record.event {
-        Event::Applied { request: r, result } if record.node == idx && *r == request => {
-            Some(result.clone().map(|bytes| KvResponse::decode(&bytes).expect("a KV response")))
+        Event::Applied { request: r, result } | Event::Read { request: r, result }
+            if record.node == idx && *r == request =>
+        {
+            Some((record.at, result.clone().map(|bytes| KvResponse::decode(&bytes).expect("a KV response"))))
         }
         _ => None,
     })
+}
+
+/// The answer `idx` reported for `request`, if any.
+fn answer(sim: &Sim, idx: NodeIdx, request: u64) -> Option<Result<KvResponse, ApplyError>> {
+    answered(sim, idx, request).map(|(_, result)| result)
 }
 
 /// Runs until `idx` answered `request`; returns the answer.
@@ -186,4 +200,86 @@ fn a_member_restarted_behind_a_log_compacted_twice_gets_the_state_by_snapshot() 
     let mut kv = Kv::new();
     quorate_core::rsm::StateMachine::restore(&mut kv, &sim.node(behind).unwrap().state_machine_snapshot()).unwrap();
     assert_eq!(kv.revision(), 60);
+}
+
+fn value(value: &str, created: u64, modified: u64, revision: u64) -> Result<KvResponse, ApplyError> {
+    let entry = KvEntry { value: value.as_bytes().to_vec(), created, modified };
+    Ok(KvResponse::Value { entry: Some(entry), revision })
+}
+
+#[test]
+fn a_read_from_any_member_sees_every_write_acknowledged_before_it_and_adds_nothing_to_the_log() {
+    for seed in 1..=5 {
+        let (mut sim, nodes) = cluster(200 + seed, 3);
+        let leader = agreed_leader(&sim, &nodes).unwrap();
+        let writer = *nodes.iter().find(|&&idx| idx != leader).unwrap();
+        assert_eq!(await_answer_of(&mut sim, writer, 1, put("color", "blue")), Ok(KvResponse::Written { revision: 1 }));
+        let last_index = sim.node(leader).unwrap().log_entries(0).last().map(|e| e.index);
+        // At once, from every member: a follower that has not applied the
+        // write yet must not answer from its own state.
+        for (request, idx) in nodes.iter().enumerate() {
+            read(&mut sim, *idx, 10 + request as u64, get("color"));
+        }
+        for (request, idx) in nodes.iter().enumerate() {
+            let result = await_answer(&mut sim, *idx, 10 + request as u64, 5 * SECOND);
+            assert_eq!(result, value("blue", 1, 1, 1), "seed {seed}, {idx}");
+        }
+        assert_eq!(
+            sim.node(leader).unwrap().log_entries(0).last().map(|e| e.index),
+            last_index,
+            "seed {seed}: reads appended entries"
+        );
+        // A write asked as a read changes nothing.
+        read(&mut sim, writer, 20, put("color", "red"));
+        let refused = await_answer(&mut sim, writer, 20, 5 * SECOND);
+        assert!(matches!(refused, Ok(KvResponse::Invalid(_))), "seed {seed}: {refused:?}");
+    }
+}
+
+#[test]
+fn a_deposed_leader_never_serves_a_stale_read() {
+    // The leader pauses (a stalled process); the others elect another and
+    // overwrite the key. The old leader resumes cut off and its member reads
+    // at once: answering from its own state, it would return the old value
+    // after the new one was acknowledged. The read must wait for a leader
+    // a majority vouches for, which after the heal is the new one.
+    for seed in 1..=5 {
+        let (mut sim, nodes) = cluster(300 + seed, 5);
+        let old = agreed_leader(&sim, &nodes).unwrap();
+        assert_eq!(await_answer_of(&mut sim, old, 1, put("k", "old")), Ok(KvResponse::Written { revision: 1 }));
+        sim.pause(old);
+        let rest: Vec<NodeIdx> = nodes.iter().copied().filter(|&idx| idx != old).collect();
+        let new = await_leader(&mut sim, &rest, 10 * SECOND);
+        assert_eq!(await_answer_of(&mut sim, new, 3, put("k", "new")), Ok(KvResponse::Written { revision: 2 }));
+        sim.isolate(old);
+        sim.resume(old);
+        read(&mut sim, old, 2, get("k"));
+        sim.run_for(SECOND);
+        sim.heal();
+        assert_eq!(await_answer(&mut sim, old, 2, 10 * SECOND), value("new", 1, 2, 2), "seed {seed}");
+    }
+}
+
+#[test]
+fn with_leases_a_leader_reads_without_a_round_until_it_loses_the_majority() {
+    let mut config = expect(3);
+    config.raft.lease_reads = true;
+    let mut sim = Sim::new(41);
+    let nodes = sim.add_nodes(3, &config);
+    sim.join_all(&nodes, nodes[0]);
+    let leader = await_leader(&mut sim, &nodes, 10 * SECOND);
+    assert_eq!(await_answer_of(&mut sim, leader, 1, put("k", "v")), Ok(KvResponse::Written { revision: 1 }));
+    sim.run_for(SECOND);
+    // Under a lease the answer comes in the same step: no round trip.
+    let asked = sim.now();
+    read(&mut sim, leader, 2, get("k"));
+    sim.run_until(SECOND, |sim| answer(sim, leader, 2).is_some());
+    assert_eq!(answered(&sim, leader, 2), Some((asked, value("v", 1, 1, 1))));
+    // Cut off, the lease runs out within an election timeout; no read is
+    // answered from it afterwards.
+    sim.isolate(leader);
+    sim.run_for(Duration::from_millis(100));
+    read(&mut sim, leader, 3, get("k"));
+    let result = await_answer(&mut sim, leader, 3, 10 * SECOND);
+    assert!(matches!(result, Err(ApplyError::Timeout { .. })), "{result:?}");
 }

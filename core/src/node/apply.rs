@@ -4,12 +4,14 @@
 //! answers whoever asked, and every log member applies committed client
 //! entries to the state machine, answering its own commands itself.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use super::{Event, Node};
-use crate::raft::{Directory, Payload, Role};
-use crate::rsm::client::{Action, Message, Origin, ResponseBytes};
+use crate::raft::{Directory, MAX_PENDING_READS, Payload, Role};
+use crate::rsm::client::{Action, CommandBytes, Message, Origin, ResponseBytes};
 use crate::rsm::{ApplyError, Outcome};
+use crate::teeth::{Plant, planted};
 use crate::time::Instant;
 use crate::timer::Timer;
 use crate::wire::{Body, Channel};
@@ -26,11 +28,31 @@ impl Node {
         self.run_client_actions(now, actions);
     }
 
+    /// The application's `Command::Read`.
+    pub(super) fn on_read(&mut self, now: Instant, request: u64, query: Vec<u8>) {
+        if self.membership.is_leaving() || !self.coordination.fenced_by.is_nil() {
+            self.outbox.event(Event::Read { request, result: Err(ApplyError::Stopped) });
+            return;
+        }
+        if planted(Plant::StaleRead) && self.raft.configuration().contains(self.id()) {
+            let result = Ok(self.rsm.query(&query));
+            self.outbox.event(Event::Read { request, result });
+            return;
+        }
+        let mut actions = Vec::new();
+        self.client.read(now, request, query, &mut actions);
+        self.run_client_actions(now, actions);
+    }
+
     /// Carries out what the client asked, and re-arms its timer.
     pub(super) fn run_client_actions(&mut self, now: Instant, actions: Vec<Action>) {
         for action in actions {
             match action {
                 Action::Done(request, result) => self.outbox.event(Event::Applied { request, result }),
+                Action::Read(request, result) => self.outbox.event(Event::Read { request, result }),
+                Action::ToLeader(Message::Read { nonce, id, query }) if self.raft.role() == Role::Leader => {
+                    self.lead_read(now, None, nonce, id, query);
+                }
                 Action::ToLeader(message) => {
                     if self.raft.role() == Role::Leader {
                         self.lead_client_message(now, None, message);
@@ -70,9 +92,78 @@ impl Node {
                 let result = result.map(ResponseBytes::into_vec);
                 self.client.on_applied(now, session, seq, result, &mut actions);
             }
+            Message::Read { nonce, id, query } => {
+                if self.raft.role() == Role::Leader {
+                    self.lead_read(now, from, nonce, id, query);
+                } else if let Some(addr) = from {
+                    let reply = Message::NotLeader { leader: self.raft.leader() };
+                    self.outbox.send(addr, Channel::Stream, Body::Client(reply));
+                }
+            }
+            Message::ReadDone { nonce, id, result } => {
+                self.client.on_read_done(nonce, id, result.map(ResponseBytes::into_vec), &mut actions);
+            }
             Message::NotLeader { .. } => self.client.on_not_leader(now),
         }
         self.run_client_actions(now, actions);
+    }
+
+    /// On the leader: takes a member's read (`from`: where to answer;
+    /// `None`: this member's own client) and asks Raft to confirm it.
+    fn lead_read(&mut self, now: Instant, from: Option<SocketAddr>, nonce: u64, id: u64, query: CommandBytes) {
+        let key = self.reads.next_key;
+        let accepted = self.reads.waiting.len() < MAX_PENDING_READS && self.raft.read_index(now, key).is_ok();
+        if !accepted {
+            return self.refuse(now, from);
+        }
+        self.reads.next_key += 1;
+        self.reads.waiting.insert(key, PendingRead { from, nonce, id, query, index: None });
+    }
+
+    /// Tells whoever asked that this member does not lead (or cannot take
+    /// the request now): it asks again shortly.
+    fn refuse(&mut self, now: Instant, to: Option<SocketAddr>) {
+        match to {
+            Some(addr) => {
+                let reply = Message::NotLeader { leader: None };
+                self.outbox.send(addr, Channel::Stream, Body::Client(reply));
+            }
+            None => self.client.on_not_leader(now),
+        }
+    }
+
+    /// Serves the reads Raft confirmed whose index is applied here.
+    pub(super) fn serve_reads(&mut self, now: Instant) {
+        for (key, index) in self.raft.take_confirmed_reads() {
+            if let Some(read) = self.reads.waiting.get_mut(&key) {
+                read.index = Some(index);
+            }
+        }
+        let applied = self.raft.applied_index();
+        let ready: Vec<u64> = self
+            .reads
+            .waiting
+            .iter()
+            .filter(|(_, read)| read.index.is_some_and(|index| index <= applied))
+            .map(|(&key, _)| key)
+            .collect();
+        let mut actions = Vec::new();
+        for key in ready {
+            let read = self.reads.waiting.remove(&key).expect("listed");
+            let response = self.rsm.query(&read.query);
+            match read.from {
+                Some(addr) => {
+                    let len = response.len();
+                    let result = ResponseBytes::try_from_vec(response).map_err(|_| ApplyError::ResponseTooLarge(len));
+                    let done = Message::ReadDone { nonce: read.nonce, id: read.id, result };
+                    self.outbox.send(addr, Channel::Stream, Body::Client(done));
+                }
+                None => self.client.on_read_done(read.nonce, read.id, Ok(response), &mut actions),
+            }
+        }
+        if !actions.is_empty() {
+            self.run_client_actions(now, actions);
+        }
     }
 
     /// On the leader: proposes a member's registration or command; `from` is
@@ -103,13 +194,7 @@ impl Node {
                 }
             }
             // Stepping down or handing leadership over: ask again shortly.
-            Err(_) => match from {
-                Some(addr) => {
-                    let reply = Message::NotLeader { leader: None };
-                    self.outbox.send(addr, Channel::Stream, Body::Client(reply));
-                }
-                None => self.client.on_not_leader(now),
-            },
+            Err(_) => self.refuse(now, from),
         }
     }
 
@@ -135,11 +220,20 @@ impl Node {
     }
 
     /// Leadership began or ended: a new leader starts its log time afresh
-    /// from what it inherits; a former one forgets whom to answer.
-    pub(super) fn on_leadership_changed(&mut self) {
+    /// from what it inherits; a former one forgets whom to answer, and its
+    /// reads still waiting for a round ask the next leader. Confirmed reads
+    /// stay: their index was current while this member led.
+    pub(super) fn on_leadership_changed(&mut self, now: Instant) {
         self.stamps.base = None;
-        if self.raft.role() != Role::Leader {
-            self.origins.clear();
+        if self.raft.role() == Role::Leader {
+            return;
+        }
+        self.origins.clear();
+        let unconfirmed: Vec<u64> =
+            self.reads.waiting.iter().filter(|(_, read)| read.index.is_none()).map(|(&key, _)| key).collect();
+        for key in unconfirmed {
+            let read = self.reads.waiting.remove(&key).expect("listed");
+            self.refuse(now, read.from);
         }
     }
 
@@ -198,6 +292,24 @@ impl Node {
             }
         }
     }
+}
+
+/// Reads a leader holds (ReadIndex), keyed by the number it gave Raft.
+#[derive(Debug, Default)]
+pub(crate) struct Reads {
+    next_key: u64,
+    waiting: BTreeMap<u64, PendingRead>,
+}
+
+#[derive(Debug)]
+struct PendingRead {
+    /// Where to answer; `None`: this member's own client.
+    from: Option<SocketAddr>,
+    nonce: u64,
+    id: u64,
+    query: CommandBytes,
+    /// Set once Raft confirmed it: the index to have applied first.
+    index: Option<u64>,
 }
 
 /// What a leader knows of log time (DESIGN §3.4).

@@ -80,6 +80,7 @@ impl Node {
                 parts.raft.transfer_leadership(&mut parts.ctx, &*parts.membership, target)
             }
             Command::Apply { request, command } => self.on_apply(now, request, command),
+            Command::Read { request, query } => self.on_read(now, request, query),
         }
     }
 
@@ -222,6 +223,7 @@ impl Node {
     /// Runs after every input.
     pub(super) fn coordinate(&mut self, now: Instant) {
         self.apply_committed(now);
+        self.serve_reads(now);
         self.track_leader(now);
         self.run_bootstrap(now);
         self.lead(now);
@@ -293,7 +295,7 @@ impl Node {
         self.coordination.dirty = true;
         let (leader, term) = current;
         self.outbox.event(Event::LeaderChanged { leader, term });
-        self.on_leadership_changed();
+        self.on_leadership_changed(now);
         if leader == Some(self.id()) {
             self.rebalance.on_elected(now);
         }

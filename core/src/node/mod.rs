@@ -146,6 +146,16 @@ pub enum Command {
         /// The command for the state machine.
         command: Vec<u8>,
     },
+    /// Answer `query` from the replicated state machine, linearizably, from
+    /// any member: the leader runs it once a ReadIndex round (or, with
+    /// `lease_reads`, its lease) shows its applied state is current. The
+    /// answer comes as [`Event::Read`] with the same `request` number.
+    Read {
+        /// The caller's number for this request.
+        request: u64,
+        /// The query for [`StateMachine::query`](crate::rsm::StateMachine::query).
+        query: Vec<u8>,
+    },
 }
 
 /// Something the driver must do.
@@ -293,6 +303,13 @@ pub enum Event {
         /// The response, or the reason.
         result: Result<Vec<u8>, crate::rsm::ApplyError>,
     },
+    /// A [`Command::Read`] ended: the query's answer, or why there is none.
+    Read {
+        /// The request's number, as given.
+        request: u64,
+        /// The answer, or the reason.
+        result: Result<Vec<u8>, crate::rsm::ApplyError>,
+    },
 }
 
 /// What a snapshot holds besides the log's own state: the views and the
@@ -327,6 +344,8 @@ pub struct Node {
     origins: Origins,
     /// On the leader: log time.
     stamps: apply::Stamps,
+    /// On the leader: reads waiting for their ReadIndex round or the apply.
+    reads: apply::Reads,
 }
 
 /// What a sub-machine borrows from its node while it handles one input.
@@ -405,6 +424,7 @@ impl Node {
             client,
             origins: Origins::default(),
             stamps: apply::Stamps::default(),
+            reads: apply::Reads::default(),
         };
         node.outbox.persist(PersistState::BootId(boot_id));
         node.coordination.observe_leader(node.raft.leader(), node.raft.term());

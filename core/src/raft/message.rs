@@ -44,6 +44,10 @@ pub enum Message {
         entries: Entries,
         /// The leader's commit index.
         leader_commit: u64,
+        /// The leader's heartbeat round when it sent this; echoed in the
+        /// answer, it proves the leader still led after the round began
+        /// (ReadIndex, dissertation §6.4).
+        round: u64,
     },
     /// The answer to an append.
     AppendResponse {
@@ -56,6 +60,8 @@ pub enum Message {
         index: u64,
         /// On refusal, where the leader should retry from.
         next_hint: u64,
+        /// The round of the append answered.
+        round: u64,
     },
     /// One chunk of a snapshot of the core's state (§7).
     InstallSnapshot {

@@ -61,6 +61,15 @@ pub struct RaftConfig {
     pub max_inflight_bytes: usize,
     /// Compact the log once this many entries follow the last snapshot.
     pub snapshot_threshold: usize,
+    /// Serve reads on a leader lease instead of a round of heartbeats
+    /// (dissertation §6.4.1). Off by default. A lease lasts nine tenths of
+    /// `election_timeout` from the send of a heartbeat round a majority
+    /// answered: followers that heard it refuse other candidates for an
+    /// election timeout on their own clocks. It assumes no clock runs more
+    /// than 10 % fast or slow against the leader's over that span and that
+    /// the leader is not paused between reading its clock and answering
+    /// (a stalled process, a VM migration): either can serve a stale read.
+    pub lease_reads: bool,
 }
 
 impl RaftConfig {
@@ -75,6 +84,7 @@ impl RaftConfig {
             max_inflight_appends: 32,
             max_inflight_bytes: 8 * 1024 * 1024,
             snapshot_threshold: 8192,
+            lease_reads: false,
         }
     }
 
@@ -155,7 +165,36 @@ struct Leading {
     /// Members removed by a committed configuration: they get one more
     /// heartbeat, carrying the commit of their removal, then are dropped.
     retiring: BTreeSet<MemberId>,
+    /// Heartbeat rounds and the reads waiting on them (ReadIndex).
+    reads: Reads,
 }
+
+/// ReadIndex (dissertation §6.4): a read may be served at the commit index
+/// it arrived at once a majority has answered an append sent after it
+/// arrived, proving no other leader could have committed anything newer.
+/// Every append carries the leader's current round and every answer echoes
+/// it; a read waits for the round after the one current when it arrived.
+#[derive(Debug, Default)]
+struct Reads {
+    /// The current round; appends carry it.
+    round: u64,
+    /// The round the oldest unconfirmed read needs started, if not yet.
+    wanted: u64,
+    /// The newest round each follower echoed, and when this leader sent it.
+    acked: BTreeMap<MemberId, (u64, Instant)>,
+    /// When recent rounds were sent, oldest first; for leases.
+    sent: VecDeque<(u64, Instant)>,
+    /// Reads waiting for their round: (id, round, index), rounds ascending.
+    waiting: VecDeque<(u64, u64, u64)>,
+    /// A leadership transfer began this term: the target may win at once,
+    /// so no lease holds until the term ends.
+    no_lease: bool,
+}
+
+/// Rounds whose send time a leader remembers, for leases.
+const LEASE_ROUNDS: usize = 64;
+/// Reads a leader holds waiting for their round at most.
+pub const MAX_PENDING_READS: usize = 16_384;
 
 /// A snapshot being received in chunks.
 #[derive(Debug)]
@@ -205,6 +244,8 @@ pub struct Raft {
     unpersisted_from: Option<u64>,
     /// Entries were appended this input: send them at the flush.
     pending_broadcast: bool,
+    /// Reads confirmed and not yet taken: (id, index).
+    confirmed_reads: Vec<(u64, u64)>,
 }
 
 /// Where to reach members: the membership table, for Raft.
@@ -249,6 +290,7 @@ impl Raft {
             withdrawn: false,
             unpersisted_from: None,
             pending_broadcast: false,
+            confirmed_reads: Vec::new(),
         };
         for entry in recovered.entries {
             if entry.index == raft.log.last_index() + 1 {
@@ -298,6 +340,11 @@ impl Raft {
 
     pub(crate) fn commit_index(&self) -> u64 {
         self.commit_index
+    }
+
+    /// Entries up to here were handed to the node.
+    pub(crate) fn applied_index(&self) -> u64 {
+        self.applied_index
     }
 
     pub(crate) fn last_index(&self) -> u64 {
@@ -414,6 +461,89 @@ impl Raft {
         Ok(index)
     }
 
+    /// Registers read `id` on the leader (ReadIndex, dissertation §6.4); it
+    /// comes back from [`Raft::take_confirmed_reads`] with the index the
+    /// state must be applied to before serving it, unless leadership ends
+    /// first (then it is forgotten: the caller fails it).
+    pub(crate) fn read_index(&mut self, now: Instant, id: u64) -> Result<(), ProposeError> {
+        let lease = self.lease_holds(now);
+        let (voters, term) = (self.configuration.voters.len(), self.term);
+        let Some(leading) = self.leading.as_mut() else {
+            return Err(ProposeError::NotLeader(self.leader));
+        };
+        // Anything committed before this term is at most the last entry
+        // inherited (Leader Completeness); the commit index may not show it
+        // until this term's first entry commits.
+        let index = self.commit_index.max(leading.term_start);
+        let reads = &mut leading.reads;
+        if lease || (voters <= 1 && self.configuration.is_voter(self.id)) || planted(Plant::StaleRead) {
+            self.confirmed_reads.push((id, index));
+            return Ok(());
+        }
+        if reads.waiting.len() >= MAX_PENDING_READS {
+            tracing::warn!(term, "too many reads waiting for a heartbeat round; refusing one");
+            return Err(ProposeError::NotLeader(Some(self.id)));
+        }
+        let round = reads.round + 1;
+        reads.wanted = reads.wanted.max(round);
+        reads.waiting.push_back((id, round, index));
+        Ok(())
+    }
+
+    /// Reads confirmed since the last call: (id, index to apply first).
+    pub(crate) fn take_confirmed_reads(&mut self) -> Vec<(u64, u64)> {
+        std::mem::take(&mut self.confirmed_reads)
+    }
+
+    /// Whether this leader holds a lease now (only with `lease_reads`).
+    fn lease_holds(&self, now: Instant) -> bool {
+        let Some(leading) = self.leading.as_ref().filter(|_| self.config.lease_reads) else { return false };
+        if leading.reads.no_lease || leading.transfer.is_some() {
+            return false;
+        }
+        let id = self.id;
+        // The latest send time such that a majority answered a round sent then.
+        let since = quorum::majority_match(&self.configuration.voters, |voter| {
+            let sent = if voter == id { Some(now) } else { leading.reads.acked.get(&voter).map(|&(_, at)| at) };
+            sent.map_or(0, Instant::as_nanos)
+        });
+        since > 0 && now < Instant::from_nanos(since) + self.config.election_timeout * 9 / 10
+    }
+
+    /// A follower answered an append of `round`: confirm the reads a
+    /// majority has now vouched for.
+    fn on_round_acked(&mut self, from: MemberId, round: u64) {
+        let id = self.id;
+        let Some(leading) = self.leading.as_mut() else { return };
+        let reads = &mut leading.reads;
+        if round > reads.round || reads.acked.get(&from).is_some_and(|&(acked, _)| acked >= round) {
+            return;
+        }
+        // A round older than those remembered proves nothing for a lease.
+        let sent = reads.sent.iter().find(|&&(r, _)| r == round).map_or(Instant::ZERO, |&(_, at)| at);
+        reads.acked.insert(from, (round, sent));
+        let confirmed = quorum::majority_match(&self.configuration.voters, |voter| {
+            if voter == id { reads.round } else { reads.acked.get(&voter).map_or(0, |&(r, _)| r) }
+        });
+        while let Some(&(read, round, index)) = reads.waiting.front()
+            && round <= confirmed
+        {
+            reads.waiting.pop_front();
+            self.confirmed_reads.push((read, index));
+        }
+    }
+
+    /// Starts a heartbeat round: appends sent from now on carry it.
+    fn next_round(&mut self, now: Instant) {
+        let Some(leading) = self.leading.as_mut() else { return };
+        let reads = &mut leading.reads;
+        reads.round += 1;
+        if reads.sent.len() >= LEASE_ROUNDS {
+            reads.sent.pop_front();
+        }
+        reads.sent.push_back((reads.round, now));
+    }
+
     /// Entries committed since the last call, in log order.
     pub(crate) fn take_committed(&mut self) -> Vec<Entry> {
         let entries: Vec<Entry> =
@@ -467,6 +597,7 @@ impl Raft {
         let deadline = ctx.now + self.config.election_timeout;
         if let Some(leading) = self.leading.as_mut() {
             leading.transfer = Some((target, deadline));
+            leading.reads.no_lease = true;
         }
         tracing::info!(%target, term = self.term, "transferring leadership");
         self.try_finish_transfer(ctx, directory, target);
@@ -504,7 +635,8 @@ impl Raft {
             match message {
                 // A stale leader learns our term and steps down.
                 Message::Append { .. } | Message::InstallSnapshot { .. } => {
-                    let response = Message::AppendResponse { term: self.term, success: false, index: 0, next_hint: 0 };
+                    let response =
+                        Message::AppendResponse { term: self.term, success: false, index: 0, next_hint: 0, round: 0 };
                     self.send(ctx, directory, from, response);
                 }
                 Message::RequestVote { pre_vote: true, .. } => {
@@ -520,11 +652,12 @@ impl Raft {
                 self.on_request_vote(ctx, directory, from, term, last_log_index, last_log_term, pre_vote, transfer)
             }
             Message::Vote { pre_vote, granted, .. } => self.on_vote(ctx, directory, from, pre_vote, granted),
-            Message::Append { prev_log_index, prev_log_term, entries, leader_commit, .. } => {
-                self.on_append(ctx, directory, from, prev_log_index, prev_log_term, entries.into_vec(), leader_commit)
+            Message::Append { prev_log_index, prev_log_term, entries, leader_commit, round, .. } => {
+                let entries = entries.into_vec();
+                self.on_append(ctx, directory, from, prev_log_index, prev_log_term, entries, leader_commit, round)
             }
-            Message::AppendResponse { success, index, next_hint, .. } => {
-                self.on_append_response(ctx, directory, from, success, index, next_hint)
+            Message::AppendResponse { success, index, next_hint, round, .. } => {
+                self.on_append_response(ctx, directory, from, success, index, next_hint, round)
             }
             Message::InstallSnapshot { last_index, last_term, offset, total, data, .. } => {
                 self.on_snapshot_chunk(ctx, directory, from, last_index, last_term, offset, total, data.into_vec())
@@ -707,6 +840,7 @@ impl Raft {
             transfer: None,
             last_heard: BTreeMap::new(),
             retiring: BTreeSet::new(),
+            reads: Reads::default(),
         });
         self.elected_at = ctx.now;
         self.sync_progress();
@@ -760,6 +894,7 @@ impl Raft {
                 leading.transfer = None;
             }
         }
+        self.next_round(ctx.now);
         let peers: Vec<MemberId> =
             self.leading.as_ref().map(|l| l.progress.keys().copied().collect()).unwrap_or_default();
         for peer in peers {
@@ -834,6 +969,7 @@ impl Raft {
             prev_log_term: prev_term,
             entries: BoundedVec::try_from_vec(entries).expect("slice bounded by MAX_APPEND_ENTRIES"),
             leader_commit: self.commit_index,
+            round: self.leading.as_ref().map_or(0, |l| l.reads.round),
         };
         self.send(ctx, directory, peer, message);
     }
@@ -848,6 +984,7 @@ impl Raft {
         prev_log_term: u64,
         entries: Vec<Entry>,
         leader_commit: u64,
+        round: u64,
     ) {
         if self.role != Role::Follower || self.leader != Some(from) {
             self.become_follower(ctx, self.term, Some(from));
@@ -879,7 +1016,7 @@ impl Raft {
                 // drops frames) learns so from the next heartbeat's answer.
                 let end = self.log.last_index() + 1;
                 let response =
-                    Message::AppendResponse { term: self.term, success: true, index: last_new, next_hint: end };
+                    Message::AppendResponse { term: self.term, success: true, index: last_new, next_hint: end, round };
                 self.send(ctx, directory, from, response);
             }
             Err(conflict) => {
@@ -888,12 +1025,14 @@ impl Raft {
                     success: false,
                     index: prev_log_index,
                     next_hint: conflict.next_index,
+                    round,
                 };
                 self.send(ctx, directory, from, response);
             }
         }
     }
 
+    #[allow(clippy::too_many_arguments, reason = "the fields of one message")]
     fn on_append_response(
         &mut self,
         ctx: &mut Ctx<'_>,
@@ -902,11 +1041,14 @@ impl Raft {
         success: bool,
         index: u64,
         next_hint: u64,
+        round: u64,
     ) {
         if self.role != Role::Leader {
             return;
         }
         self.note_heard(ctx.now, from);
+        // Refused or not, the answer is of this term: it vouches for the round.
+        self.on_round_acked(from, round);
         if success && index > self.log.last_index() {
             // It claims entries this leader never appended: not an answer to us.
             tracing::warn!(%from, index, last = self.log.last_index(), "append response beyond our log; ignored");
@@ -1134,6 +1276,17 @@ impl Raft {
     /// fsync, which may run in parallel: it counts itself only once
     /// persisted), then persist it in one write.
     pub(crate) fn flush(&mut self, ctx: &mut Ctx<'_>, directory: &impl Directory) {
+        let round_wanted = self.leading.as_ref().is_some_and(|l| l.reads.wanted > l.reads.round);
+        if round_wanted {
+            // Reads arrived: a heartbeat round now, not at the next tick.
+            self.next_round(ctx.now);
+            let peers: Vec<MemberId> =
+                self.leading.as_ref().map(|l| l.progress.keys().copied().collect()).unwrap_or_default();
+            for peer in peers {
+                self.send_append(ctx, directory, peer, true);
+            }
+            self.pending_broadcast = false;
+        }
         if std::mem::take(&mut self.pending_broadcast) && self.role == Role::Leader {
             self.broadcast_append(ctx, directory);
         }

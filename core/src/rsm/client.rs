@@ -59,6 +59,26 @@ pub enum Message {
         /// Its response, or why there is none.
         result: Result<ResponseBytes, ApplyError>,
     },
+    /// To the leader: answer a read-only query once the state is current
+    /// (ReadIndex). Reads change nothing, so a resend is harmless.
+    Read {
+        /// The asking member's boot nonce: an answer to a read of an earlier
+        /// boot must not answer this one's.
+        nonce: u64,
+        /// The member's request number.
+        id: u64,
+        /// The query.
+        query: CommandBytes,
+    },
+    /// From the leader: a read's answer.
+    ReadDone {
+        /// The asking member's nonce.
+        nonce: u64,
+        /// Its request number.
+        id: u64,
+        /// The answer, or why there is none.
+        result: Result<ResponseBytes, ApplyError>,
+    },
     /// From a member that does not lead: who does, as far as it knows.
     NotLeader {
         /// Its leader, if it knows one.
@@ -74,6 +94,8 @@ impl Message {
             Message::Registered { .. } => "client_registered",
             Message::Apply { .. } => "client_apply",
             Message::Applied { .. } => "client_applied",
+            Message::Read { .. } => "client_read",
+            Message::ReadDone { .. } => "client_read_done",
             Message::NotLeader { .. } => "client_not_leader",
         }
     }
@@ -86,6 +108,8 @@ pub(crate) enum Action {
     ToLeader(Message),
     /// Tell the application: request `request` ended with `result`.
     Done(u64, Result<Vec<u8>, ApplyError>),
+    /// Tell the application: read `request` ended with `result`.
+    Read(u64, Result<Vec<u8>, ApplyError>),
 }
 
 #[derive(Clone, Debug)]
@@ -108,6 +132,8 @@ pub(crate) struct Client {
     register_not_before: Instant,
     next_seq: u64,
     in_flight: BTreeMap<u64, InFlight>,
+    /// Reads in flight, by request.
+    reads: BTreeMap<u64, InFlight>,
     /// Requests waiting for the session: (request, command, since).
     waiting: VecDeque<(u64, CommandBytes, Instant)>,
     /// Resend an unanswered message after this long.
@@ -135,6 +161,7 @@ impl Client {
             register_not_before: Instant::ZERO,
             next_seq: 1,
             in_flight: BTreeMap::new(),
+            reads: BTreeMap::new(),
             waiting: VecDeque::new(),
             retry,
             timeout,
@@ -179,6 +206,39 @@ impl Client {
                     self.register(now, out);
                 }
             }
+        }
+    }
+
+    /// The application asks to read with `query` as request `request`.
+    pub(crate) fn read(&mut self, now: Instant, request: u64, query: Vec<u8>, out: &mut Vec<Action>) {
+        let len = query.len();
+        let Ok(command) = CommandBytes::try_from_vec(query) else {
+            out.push(Action::Read(request, Err(ApplyError::TooLarge(len))));
+            return;
+        };
+        self.reads.insert(request, InFlight { request, command, since: now, sent: None, not_before: now });
+        self.send_read(now, request, out);
+    }
+
+    fn send_read(&mut self, now: Instant, request: u64, out: &mut Vec<Action>) {
+        let Some(read) = self.reads.get_mut(&request) else { return };
+        read.sent = Some(now);
+        out.push(Action::ToLeader(Message::Read { nonce: self.nonce, id: request, query: read.command.clone() }));
+    }
+
+    /// A read has its answer.
+    pub(crate) fn on_read_done(
+        &mut self,
+        nonce: u64,
+        id: u64,
+        result: Result<Vec<u8>, ApplyError>,
+        out: &mut Vec<Action>,
+    ) {
+        if nonce != self.nonce {
+            return;
+        }
+        if let Some(read) = self.reads.remove(&id) {
+            out.push(Action::Read(read.request, result));
         }
     }
 
@@ -252,7 +312,7 @@ impl Client {
     /// retry interval (a leader is elected meanwhile), to whoever leads then.
     pub(crate) fn on_not_leader(&mut self, now: Instant) {
         let soon = now + self.retry / 4;
-        for in_flight in self.in_flight.values_mut() {
+        for in_flight in self.in_flight.values_mut().chain(self.reads.values_mut()) {
             in_flight.sent = None;
             in_flight.not_before = soon;
         }
@@ -270,13 +330,25 @@ impl Client {
         leader: Option<MemberId>,
         out: &mut Vec<Action>,
     ) -> Option<Instant> {
-        let timed_out = |since: Instant| now >= since + self.timeout;
-        let expired: Vec<u64> =
-            self.in_flight.iter().filter(|(_, f)| timed_out(f.since)).map(|(&seq, _)| seq).collect();
+        let (expired, due) = due_and_expired(&self.in_flight, now, self.retry, self.timeout);
         for seq in expired {
             let in_flight = self.in_flight.remove(&seq).expect("listed");
             out.push(Action::Done(in_flight.request, Err(ApplyError::Timeout { leader })));
         }
+        if let Some(session) = self.session {
+            for seq in due {
+                self.send(now, session, seq, out);
+            }
+        }
+        let (expired, due) = due_and_expired(&self.reads, now, self.retry, self.timeout);
+        for request in expired {
+            self.reads.remove(&request);
+            out.push(Action::Read(request, Err(ApplyError::Timeout { leader })));
+        }
+        for request in due {
+            self.send_read(now, request, out);
+        }
+        let timed_out = |since: Instant| now >= since + self.timeout;
         while self.waiting.front().is_some_and(|(_, _, since)| timed_out(*since)) {
             let (request, _, _) = self.waiting.pop_front().expect("checked");
             out.push(Action::Done(request, Err(ApplyError::Timeout { leader })));
@@ -287,23 +359,12 @@ impl Client {
         } else if now >= self.register_not_before && self.register_sent.is_none_or(|sent| now >= sent + self.retry) {
             self.register(now, out);
         }
-        if let Some(session) = self.session {
-            let due: Vec<u64> = self
-                .in_flight
-                .iter()
-                .filter(|(_, f)| now >= f.not_before && f.sent.is_none_or(|sent| now >= sent + self.retry))
-                .map(|(&seq, _)| seq)
-                .collect();
-            for seq in due {
-                self.send(now, session, seq, out);
-            }
-        }
         self.next_deadline()
     }
 
     /// The next time [`Client::on_timer`] has work.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        let in_flight = self.in_flight.values().map(|f| {
+        let in_flight = self.in_flight.values().chain(self.reads.values()).map(|f| {
             let resend = f.sent.map_or(f.not_before, |sent| (sent + self.retry).max(f.not_before));
             resend.min(f.since + self.timeout)
         });
@@ -313,6 +374,19 @@ impl Client {
         });
         in_flight.chain(waiting).min()
     }
+}
+
+/// Of the requests in `map`, those past the timeout and (the others) those
+/// due to be resent.
+fn due_and_expired(
+    map: &BTreeMap<u64, InFlight>,
+    now: Instant,
+    retry: core::time::Duration,
+    timeout: core::time::Duration,
+) -> (Vec<u64>, Vec<u64>) {
+    let (expired, live): (Vec<_>, Vec<_>) = map.iter().partition(|(_, f)| now >= f.since + timeout);
+    let due = live.into_iter().filter(|(_, f)| now >= f.not_before && f.sent.is_none_or(|sent| now >= sent + retry));
+    (expired.into_iter().map(|(&key, _)| key).collect(), due.map(|(&key, _)| key).collect())
 }
 
 /// Whom the leader answers when an entry it proposed for a member applies.

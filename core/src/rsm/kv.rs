@@ -142,15 +142,8 @@ impl Kv {
     }
 
     fn run(&mut self, command: KvCommand) -> KvResponse {
-        let key_of = |command: &KvCommand| match command {
-            KvCommand::Put { key, .. }
-            | KvCommand::Delete { key }
-            | KvCommand::Cas { key, .. }
-            | KvCommand::Get { key } => key.len(),
-            KvCommand::List { prefix, .. } => prefix.len(),
-        };
-        if key_of(&command) > MAX_KEY_BYTES {
-            return KvResponse::Invalid(format!("key over {MAX_KEY_BYTES} bytes"));
+        if let Some(invalid) = Self::invalid(&command) {
+            return invalid;
         }
         match command {
             KvCommand::Put { key, value } => self.write(key, value),
@@ -168,6 +161,27 @@ impl Kv {
                 }
                 self.write(key, value)
             }
+            KvCommand::Get { .. } | KvCommand::List { .. } => self.read(command),
+        }
+    }
+
+    fn invalid(command: &KvCommand) -> Option<KvResponse> {
+        let len = match command {
+            KvCommand::Put { key, .. }
+            | KvCommand::Delete { key }
+            | KvCommand::Cas { key, .. }
+            | KvCommand::Get { key } => key.len(),
+            KvCommand::List { prefix, .. } => prefix.len(),
+        };
+        (len > MAX_KEY_BYTES).then(|| KvResponse::Invalid(format!("key over {MAX_KEY_BYTES} bytes")))
+    }
+
+    /// A `Get` or `List`; a write asked as a query is refused.
+    fn read(&self, command: KvCommand) -> KvResponse {
+        if let Some(invalid) = Self::invalid(&command) {
+            return invalid;
+        }
+        match command {
             KvCommand::Get { key } => {
                 KvResponse::Value { entry: self.entries.get(&key).cloned(), revision: self.revision }
             }
@@ -182,6 +196,7 @@ impl Kv {
                     .collect();
                 KvResponse::Entries { entries, revision: self.revision }
             }
+            _ => KvResponse::Invalid("a write cannot be a read-only query".into()),
         }
     }
 
@@ -199,6 +214,14 @@ impl StateMachine for Kv {
         let response = match postcard::from_bytes::<KvCommand>(command) {
             Ok(command) => self.run(command),
             Err(error) => KvResponse::Invalid(format!("undecodable command: {error}")),
+        };
+        postcard::to_allocvec(&response).expect("responses encode")
+    }
+
+    fn query(&self, query: &[u8]) -> Vec<u8> {
+        let response = match postcard::from_bytes::<KvCommand>(query) {
+            Ok(query) => self.read(query),
+            Err(error) => KvResponse::Invalid(format!("undecodable query: {error}")),
         };
         postcard::to_allocvec(&response).expect("responses encode")
     }

@@ -31,6 +31,10 @@ use crate::id::MemberId;
 pub trait StateMachine: Send + 'static {
     /// Applies one committed command; returns the response for the client.
     fn apply(&mut self, command: &[u8]) -> Vec<u8>;
+    /// Answers a read-only query from the current state, changing nothing
+    /// (`read` on the cluster: run on the leader once ReadIndex confirmed
+    /// the state is current).
+    fn query(&self, query: &[u8]) -> Vec<u8>;
     /// The whole state, for a snapshot.
     fn snapshot(&self) -> Vec<u8>;
     /// Replaces the state with a snapshot's.
@@ -60,8 +64,9 @@ pub enum ApplyError {
     #[error("command of {0} bytes over the limit")]
     TooLarge(usize),
     /// The state machine's response is larger than a message may carry back
-    /// to a member that does not hold the log. The command was applied.
-    #[error("response of {0} bytes over the limit; the command was applied")]
+    /// to a member that does not hold the log. The command was applied (a
+    /// read's query was only answered).
+    #[error("response of {0} bytes over the limit")]
     ResponseTooLarge(usize),
     /// The member is leaving or was fenced; it takes no more commands.
     #[error("this member takes no more commands")]
@@ -139,6 +144,11 @@ impl Replicated {
         machine.restore(&self.machine.snapshot())?;
         self.machine = machine;
         Ok(())
+    }
+
+    /// Answers a read-only query from the applied state.
+    pub(crate) fn query(&self, query: &[u8]) -> Vec<u8> {
+        self.machine.query(query)
     }
 
     /// Registers a session at log index `index`.
@@ -228,6 +238,9 @@ mod tests {
     impl StateMachine for Log {
         fn apply(&mut self, command: &[u8]) -> Vec<u8> {
             self.0.push(command.to_vec());
+            (self.0.len() as u64).to_le_bytes().to_vec()
+        }
+        fn query(&self, _query: &[u8]) -> Vec<u8> {
             (self.0.len() as u64).to_le_bytes().to_vec()
         }
         fn snapshot(&self) -> Vec<u8> {

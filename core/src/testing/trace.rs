@@ -58,6 +58,7 @@ fn kind_and_subject(event: &Event) -> (&'static str, Option<MemberId>) {
         Event::Rebalance(_) => ("rebalance", None),
         Event::ClusterStable(_) => ("cluster_stable", None),
         Event::Applied { .. } => ("applied", None),
+        Event::Read { .. } => ("read", None),
         Event::Fenced { .. } => ("fenced", None),
     }
 }
