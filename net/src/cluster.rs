@@ -126,6 +126,7 @@ pub struct Builder {
     bootstrap_expect_zero: bool,
     allow_ephemeral_voters: bool,
     raft_timing: Option<(Duration, Duration)>,
+    lease_reads: bool,
     state_machine: Option<Box<dyn StateMachine>>,
     #[cfg(madsim)]
     hooks: crate::sim::Hooks,
@@ -148,6 +149,7 @@ impl Default for Builder {
             bootstrap_expect_zero: false,
             allow_ephemeral_voters: false,
             raft_timing: None,
+            lease_reads: false,
             state_machine: None,
             #[cfg(madsim)]
             hooks: crate::sim::Hooks::default(),
@@ -234,6 +236,19 @@ impl Builder {
         self
     }
 
+    /// Serve [`Cluster::read`] on the leader's lease instead of a heartbeat
+    /// round per batch of reads (off by default). Saves a round trip per
+    /// read, but a read can be stale if a member's clock runs more than
+    /// 10 % off the leader's over an election timeout, or the leader's
+    /// process stalls (GC-like pauses, a VM migration) between checking its
+    /// lease and answering, or a member restarts and votes within an
+    /// election timeout of its last heartbeat. etcd's lease-based reads make
+    /// the same trade.
+    pub fn lease_reads(mut self, on: bool) -> Self {
+        self.lease_reads = on;
+        self
+    }
+
     /// Keep durable state (durable id, boot counter, Raft log) in this
     /// directory, created if missing. Without it, state lives in memory: a
     /// new member every start, never a voter (unless ephemeral voters are allowed).
@@ -306,6 +321,7 @@ impl Builder {
             config.raft.election_timeout = election_timeout;
             config.raft.election_timeout_max = election_timeout.saturating_mul(2);
         }
+        config.raft.lease_reads = self.lease_reads;
         config.validate()?;
         let storage: Box<dyn Storage> = self.storage.unwrap_or_else(|| Box::new(MemoryStorage::new()));
         let (storage, loaded) = run_blocking(move || {
@@ -501,8 +517,22 @@ impl Cluster {
         Ok(answer.await.map_err(|_| Error::Stopped)??)
     }
 
-    /// The built-in replicated KV store, through [`Cluster::apply`]. Only
-    /// meaningful when the cluster runs the default state machine.
+    /// Answers `query` from the replicated state machine
+    /// ([`StateMachine::query`](quorate_core::rsm::StateMachine::query)),
+    /// linearizably, from any member: it reflects every `apply` acknowledged
+    /// before it was called. The leader serves it once a heartbeat round
+    /// shows a majority still follows it (ReadIndex: no log write), or on
+    /// its lease with [`Builder::lease_reads`]. Fails like [`Cluster::apply`]
+    /// when no leader answers in time; a read is safe to retry.
+    pub async fn read(&self, query: impl Into<Vec<u8>>) -> Result<Vec<u8>, Error> {
+        let (reply, answer) = oneshot::channel();
+        self.request(Request::Read(query.into(), reply)).await?;
+        Ok(answer.await.map_err(|_| Error::Stopped)??)
+    }
+
+    /// The built-in replicated KV store: writes through [`Cluster::apply`],
+    /// reads through [`Cluster::read`]. Only meaningful when the cluster
+    /// runs the default state machine.
     pub fn kv(&self) -> KvClient<'_> {
         KvClient { cluster: self }
     }
@@ -663,7 +693,10 @@ pub struct KvClient<'a> {
 
 impl KvClient<'_> {
     async fn run(&self, command: KvCommand) -> Result<KvResponse, Error> {
-        let bytes = self.cluster.apply(command.encode()).await?;
+        let bytes = match command {
+            KvCommand::Get { .. } | KvCommand::List { .. } => self.cluster.read(command.encode()).await?,
+            _ => self.cluster.apply(command.encode()).await?,
+        };
         match KvResponse::decode(&bytes) {
             Ok(KvResponse::Invalid(reason)) => Err(Error::Unexpected(reason)),
             Ok(response) => Ok(response),

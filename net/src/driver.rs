@@ -33,6 +33,8 @@ pub(crate) enum Request {
     Command(quorate_core::Command),
     /// Apply a command to the replicated state machine; answered on `reply`.
     Apply(Vec<u8>, oneshot::Sender<Result<Vec<u8>, ApplyError>>),
+    /// A linearizable read-only query (`Cluster::read`).
+    Read(Vec<u8>, oneshot::Sender<Result<Vec<u8>, ApplyError>>),
     /// Discovery's latest answer.
     Discovered(Vec<SocketAddr>),
     /// Leave gracefully; answered once the leave completed.
@@ -94,7 +96,8 @@ pub(crate) struct Driver {
     /// When the last snapshot was published.
     pub(crate) published_at: Instant,
     pub(crate) stats: Stats,
-    /// `apply` calls waiting for their [`Event::Applied`], by request number.
+    /// `apply` and `read` calls waiting for their [`Event::Applied`] or
+    /// [`Event::Read`], by request number.
     pub(crate) applies: BTreeMap<u64, oneshot::Sender<Result<Vec<u8>, ApplyError>>>,
     pub(crate) next_request: u64,
     #[cfg(madsim)]
@@ -154,12 +157,12 @@ impl Driver {
             Request::SetTags(tags) => self.node.handle(now, Input::Command(quorate_core::Command::SetTags(tags))),
             Request::Command(command) => self.node.handle(now, Input::Command(command)),
             Request::Apply(command, reply) => {
-                // Callers that gave up (dropped their future) free their slot.
-                self.applies.retain(|_, waiting| !waiting.is_closed());
-                let request = self.next_request;
-                self.next_request += 1;
-                self.applies.insert(request, reply);
+                let request = self.await_answer(reply);
                 self.node.handle(now, Input::Command(quorate_core::Command::Apply { request, command }));
+            }
+            Request::Read(query, reply) => {
+                let request = self.await_answer(reply);
+                self.node.handle(now, Input::Command(quorate_core::Command::Read { request, query }));
             }
             Request::Discovered(addrs) => self.node.handle(now, Input::Discovered(addrs)),
             Request::Leave(done) => {
@@ -172,6 +175,16 @@ impl Driver {
             }
         }
         true
+    }
+
+    /// Numbers a request whose answer goes to `reply`.
+    fn await_answer(&mut self, reply: oneshot::Sender<Result<Vec<u8>, ApplyError>>) -> u64 {
+        // Callers that gave up (dropped their future) free their slot.
+        self.applies.retain(|_, waiting| !waiting.is_closed());
+        let request = self.next_request;
+        self.next_request += 1;
+        self.applies.insert(request, reply);
+        request
     }
 
     /// Carries out everything the core asked for, making persists durable
@@ -194,11 +207,13 @@ impl Driver {
                         writes.push(persist.state);
                         persisted = Some(persist.seq);
                     }
-                    Output::Event(Event::Applied { request, result }) => {
+                    Output::Event(event @ (Event::Applied { .. } | Event::Read { .. })) => {
                         // An answer to one caller, not news for everyone.
                         #[cfg(madsim)]
-                        step_events.push(Event::Applied { request, result: result.clone() });
-                        if let Some(reply) = self.applies.remove(&request) {
+                        step_events.push(event.clone());
+                        if let Event::Applied { request, result } | Event::Read { request, result } = event
+                            && let Some(reply) = self.applies.remove(&request)
+                        {
                             let _ = reply.send(result);
                         }
                     }

@@ -397,7 +397,7 @@ mod agent {
                 tracing::error!(?by, "fenced: this member's cluster was recovered elsewhere; wipe its data dir")
             }
             // The caller of `apply` has its answer; nothing for the log.
-            Event::Applied { .. } => {}
+            Event::Applied { .. } | Event::Read { .. } => {}
         }
     }
 }
@@ -855,7 +855,8 @@ mod demo {
             | Event::MemberReaped(_)
             | Event::LeaderChanged { leader: None, .. }
             | Event::Rebalance(_)
-            | Event::Applied { .. } => return None,
+            | Event::Applied { .. }
+            | Event::Read { .. } => return None,
         })
     }
 }

@@ -52,3 +52,8 @@ fn a_stable_one_ack_early_is_caught_by_s4() {
 fn a_view_delivered_out_of_order_is_caught_by_s3() {
     found(Plant::ViewOutOfOrder, Scenario::Crash, "S3", 30);
 }
+
+#[test]
+fn a_read_answered_from_local_state_is_caught_by_the_linearizability_check() {
+    found(Plant::StaleRead, Scenario::Mixed, "LIN", 10);
+}

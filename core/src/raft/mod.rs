@@ -68,7 +68,9 @@ pub struct RaftConfig {
     /// election timeout on their own clocks. It assumes no clock runs more
     /// than 10 % fast or slow against the leader's over that span and that
     /// the leader is not paused between reading its clock and answering
-    /// (a stalled process, a VM migration): either can serve a stale read.
+    /// (a stalled process, a VM migration), and that no member restarts
+    /// and votes within an election timeout of its last heartbeat (a
+    /// restart forgets it): each can serve a stale read.
     pub lease_reads: bool,
 }
 
