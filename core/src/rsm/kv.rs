@@ -5,7 +5,7 @@
 //! [`KvResponse`]; a command the store cannot decode gets
 //! [`KvResponse::Invalid`], so a bad client never stops the log.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
@@ -64,6 +64,27 @@ pub enum KvCommand {
         /// Most entries returned (capped at [`MAX_LIST`]).
         limit: u32,
     },
+    /// Reads the changes to keys starting with `prefix` after revision
+    /// `after`, oldest first, at most `limit` (a query: what watches poll).
+    Changes {
+        /// The prefix.
+        prefix: String,
+        /// Changes at revisions above this.
+        after: u64,
+        /// Most changes returned (capped at [`MAX_LIST`]).
+        limit: u32,
+    },
+}
+
+/// One change to a key, as watches see it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KvChange {
+    /// The store revision the change made.
+    pub revision: u64,
+    /// The key.
+    pub key: String,
+    /// The new value; `None`: the key was deleted.
+    pub value: Option<Vec<u8>>,
 }
 
 /// What the store answers.
@@ -102,7 +123,27 @@ pub enum KvResponse {
     },
     /// The command could not be decoded or broke a limit; nothing changed.
     Invalid(String),
+    /// Changes after a revision (for `Changes`); `revision` is the store's,
+    /// so a watcher with nothing new resumes from there.
+    Changes {
+        /// The changes, oldest first.
+        changes: Vec<KvChange>,
+        /// The store's revision at the read.
+        revision: u64,
+    },
+    /// The changes asked for are older than the history the store keeps
+    /// (etcd's "compacted"): read the keys afresh and watch from there.
+    Compacted {
+        /// The oldest revision whose change is still kept, minus one: a
+        /// `Changes` after it is answered.
+        floor: u64,
+    },
 }
+
+/// Changes the store remembers for watches, at most.
+pub const MAX_HISTORY: usize = 4096;
+/// Bytes of values the remembered changes hold, at most.
+pub const MAX_HISTORY_BYTES: usize = 4 * 1024 * 1024;
 
 impl KvCommand {
     /// The bytes to `apply`.
@@ -123,6 +164,12 @@ impl KvResponse {
 pub struct Kv {
     entries: BTreeMap<String, KvEntry>,
     revision: u64,
+    /// Recent changes, oldest first, bounded by count and bytes.
+    history: VecDeque<KvChange>,
+    /// Bytes of values in `history`.
+    history_bytes: usize,
+    /// Changes at revisions up to here are forgotten.
+    floor: u64,
 }
 
 impl Kv {
@@ -151,6 +198,7 @@ impl Kv {
                 let existed = self.entries.remove(&key).is_some();
                 if existed {
                     self.revision += 1;
+                    self.remember(KvChange { revision: self.revision, key, value: None });
                 }
                 KvResponse::Deleted { existed, revision: self.revision }
             }
@@ -161,7 +209,7 @@ impl Kv {
                 }
                 self.write(key, value)
             }
-            KvCommand::Get { .. } | KvCommand::List { .. } => self.read(command),
+            KvCommand::Get { .. } | KvCommand::List { .. } | KvCommand::Changes { .. } => self.read(command),
         }
     }
 
@@ -171,7 +219,7 @@ impl Kv {
             | KvCommand::Delete { key }
             | KvCommand::Cas { key, .. }
             | KvCommand::Get { key } => key.len(),
-            KvCommand::List { prefix, .. } => prefix.len(),
+            KvCommand::List { prefix, .. } | KvCommand::Changes { prefix, .. } => prefix.len(),
         };
         (len > MAX_KEY_BYTES).then(|| KvResponse::Invalid(format!("key over {MAX_KEY_BYTES} bytes")))
     }
@@ -196,6 +244,20 @@ impl Kv {
                     .collect();
                 KvResponse::Entries { entries, revision: self.revision }
             }
+            KvCommand::Changes { after, .. } if after < self.floor => KvResponse::Compacted { floor: self.floor },
+            KvCommand::Changes { prefix, after, limit } => {
+                let limit = (limit as usize).min(MAX_LIST);
+                // Revisions in the history ascend: skip to the first one after `after`.
+                let start = self.history.partition_point(|change| change.revision <= after);
+                let changes = self
+                    .history
+                    .range(start..)
+                    .filter(|change| change.key.starts_with(&prefix))
+                    .take(limit)
+                    .cloned()
+                    .collect();
+                KvResponse::Changes { changes, revision: self.revision }
+            }
             _ => KvResponse::Invalid("a write cannot be a read-only query".into()),
         }
     }
@@ -204,9 +266,25 @@ impl Kv {
         self.revision += 1;
         let revision = self.revision;
         let created = self.entries.get(&key).map_or(revision, |entry| entry.created);
+        self.remember(KvChange { revision, key: key.clone(), value: Some(value.clone()) });
         self.entries.insert(key, KvEntry { value, created, modified: revision });
         KvResponse::Written { revision }
     }
+
+    /// Keeps `change` for watches, forgetting the oldest beyond the bounds.
+    fn remember(&mut self, change: KvChange) {
+        self.history_bytes += change_bytes(&change);
+        self.history.push_back(change);
+        while self.history.len() > MAX_HISTORY || self.history_bytes > MAX_HISTORY_BYTES {
+            let Some(oldest) = self.history.pop_front() else { break };
+            self.history_bytes -= change_bytes(&oldest);
+            self.floor = oldest.revision;
+        }
+    }
+}
+
+fn change_bytes(change: &KvChange) -> usize {
+    change.key.len() + change.value.as_ref().map_or(0, Vec::len)
 }
 
 impl StateMachine for Kv {
@@ -296,6 +374,41 @@ mod tests {
         };
         let keys: Vec<&str> = entries.iter().map(|(key, _)| key.as_str()).collect();
         assert_eq!(keys, ["app/a", "app/b"]);
+    }
+
+    fn changes(kv: &Kv, prefix: &str, after: u64) -> KvResponse {
+        let query = KvCommand::Changes { prefix: prefix.into(), after, limit: 100 };
+        KvResponse::decode(&kv.query(&query.encode())).unwrap()
+    }
+
+    #[test]
+    fn changes_list_every_write_and_delete_after_a_revision_until_they_are_forgotten() {
+        let mut kv = Kv::new();
+        run(&mut kv, put("cfg/a", "1"));
+        run(&mut kv, put("other", "x"));
+        run(&mut kv, KvCommand::Delete { key: "cfg/a".into() });
+        let KvResponse::Changes { changes: seen, revision: 3 } = changes(&kv, "cfg/", 0) else { panic!() };
+        let seen: Vec<(u64, Option<&[u8]>)> = seen.iter().map(|c| (c.revision, c.value.as_deref())).collect();
+        assert_eq!(seen, [(1, Some(&b"1"[..])), (3, None)]);
+        assert_eq!(changes(&kv, "cfg/", 3), KvResponse::Changes { changes: vec![], revision: 3 });
+        // A query never writes.
+        let refused = KvResponse::decode(&kv.query(&put("cfg/b", "2").encode())).unwrap();
+        assert!(matches!(refused, KvResponse::Invalid(_)));
+        // The history is bounded; a watcher that fell behind is told so.
+        for i in 0..MAX_HISTORY {
+            run(&mut kv, put("k", &i.to_string()));
+        }
+        assert_eq!(changes(&kv, "cfg/", 0), KvResponse::Compacted { floor: 3 });
+        let KvResponse::Changes { changes: kept, .. } = changes(&kv, "", 3) else { panic!() };
+        assert_eq!(kept.len(), 100, "at most the limit");
+        assert_eq!(kept[0].revision, 4, "from the oldest kept");
+        let big = vec![0; MAX_HISTORY_BYTES / 2 + 1];
+        kv.apply(&KvCommand::Put { key: "b".into(), value: big.clone() }.encode());
+        kv.apply(&KvCommand::Put { key: "b".into(), value: big }.encode());
+        assert!(kv.history_bytes <= MAX_HISTORY_BYTES);
+        let mut restored = Kv::new();
+        restored.restore(&kv.snapshot()).unwrap();
+        assert_eq!(restored, kv, "the history is part of the snapshot");
     }
 
     #[test]
