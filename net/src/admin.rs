@@ -5,9 +5,12 @@
 //! (200 only once joined with a leader known) and `GET /metrics` in the
 //! Prometheus text format. The replicated KV store: `GET`, `PUT` (the body is
 //! the value; `?cas=REV` writes only at that revision, 0 for "absent") and
-//! `DELETE /v1/kv/{key}`, and `GET /v1/kv?prefix=P&limit=N`; every call goes
-//! through the log. Not built under madsim: the simulator drives the library
-//! directly.
+//! `DELETE /v1/kv/{key}`, and `GET /v1/kv?prefix=P&limit=N`: writes go
+//! through the log, reads are linearizable (ReadIndex). `GET
+//! /v1/watch?prefix=P&after=REV` streams every change after `REV` as one JSON
+//! object per line. `GET /v1/routes` lists the live members serving modules
+//! (their `module`, `version` and `endpoints` tags). Not built under madsim:
+//! the simulator drives the library directly.
 
 use std::fmt::Write as _;
 use std::io;
@@ -21,11 +24,13 @@ use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use quorate_core::rsm::kv::KvChange;
 use quorate_core::{MemberId, MemberInfo};
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
 use crate::cluster::{Cluster, Error};
+use crate::kv::Watch;
 use crate::stats::STABLE_BUCKETS;
 
 /// A running admin server; dropping it stops the server.
@@ -59,6 +64,8 @@ pub async fn serve(cluster: Arc<Cluster>, addr: SocketAddr) -> io::Result<AdminS
         .route("/v1/health", get(health))
         .route("/metrics", get(metrics))
         .route("/v1/kv", get(kv_list))
+        .route("/v1/watch", get(kv_watch))
+        .route("/v1/routes", get(routes))
         .route("/v1/kv/{*key}", get(kv_get).put(kv_put).delete(kv_delete))
         .with_state(cluster);
     let task = tokio::spawn(async move {
@@ -279,6 +286,72 @@ fn entry_json(key: &str, entry: &quorate_core::rsm::kv::KvEntry) -> Value {
     let mut object = json!({ "key": key, "created": entry.created, "modified": entry.modified });
     object[field] = value;
     object
+}
+
+/// One KV change as a line of a watch.
+fn change_json(change: &KvChange) -> Value {
+    let mut object = json!({ "revision": change.revision, "key": change.key });
+    match &change.value {
+        Some(value) => {
+            let (field, value) = value_json(value);
+            object[field] = value;
+        }
+        None => object["deleted"] = Value::Bool(true),
+    }
+    object
+}
+
+#[derive(serde::Deserialize)]
+struct WatchQuery {
+    #[serde(default)]
+    prefix: String,
+    #[serde(default)]
+    after: u64,
+}
+
+/// A watch as newline-delimited JSON, until the client goes away or the
+/// watch ends (its last line then says why).
+struct WatchLines(Watch);
+
+impl futures_core::Stream for WatchLines {
+    type Item = Result<Bytes, std::convert::Infallible>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        self.0.poll_next(cx).map(|item| {
+            item.map(|item| {
+                let line = match item {
+                    Ok(change) => change_json(&change),
+                    Err(error) => json!({ "error": error.to_string() }),
+                };
+                Ok(Bytes::from(line.to_string() + "\n"))
+            })
+        })
+    }
+}
+
+async fn kv_watch(State(cluster): State<Arc<Cluster>>, Query(query): Query<WatchQuery>) -> Response {
+    let watch = cluster.kv().watch(query.prefix, query.after);
+    ([(header::CONTENT_TYPE, "application/x-ndjson")], axum::body::Body::from_stream(WatchLines(watch))).into_response()
+}
+
+async fn routes(State(cluster): State<Arc<Cluster>>) -> Response {
+    let routes: Vec<Value> = cluster
+        .routes()
+        .into_iter()
+        .map(|route| {
+            json!({
+                "module": route.module,
+                "version": route.version,
+                "member": route.member,
+                "id": route.id.to_string(),
+                "endpoints": route.endpoints,
+            })
+        })
+        .collect();
+    axum::Json(Value::Array(routes)).into_response()
 }
 
 /// An `apply` that did not go through, as an HTTP answer: 503 with the last

@@ -9,7 +9,7 @@ use std::time::Duration;
 use std::num::NonZeroU32;
 use std::path::PathBuf;
 
-use quorate_core::rsm::kv::{KvCommand, KvEntry, KvResponse};
+use crate::kv::KvClient;
 use quorate_core::rsm::{ApplyError, RestoreError, StateMachine};
 use quorate_core::wire::{Name, TagsError, TooLong};
 use quorate_core::{
@@ -22,6 +22,7 @@ use tokio::time::Instant;
 use crate::blocking::run_blocking;
 use crate::discovery::Discovery;
 use crate::driver::{Driver, Request, Snapshot};
+use crate::routes::ConfigValidator;
 use crate::stats::Stats;
 use crate::storage::{FileStorage, MemoryStorage, Storage, StorageError};
 use crate::transport::{Transport, TransportCounters};
@@ -108,6 +109,22 @@ pub enum Error {
     /// The KV store answered something a KV client cannot read.
     #[error("unexpected answer from the state machine: {0}")]
     Unexpected(String),
+    /// A watch fell behind the changes the KV store remembers (those up to
+    /// revision `floor` are forgotten): list the keys again and watch from
+    /// the listing's revision.
+    #[error("the changes after the watched revision were compacted (up to revision {floor})")]
+    Compacted {
+        /// The newest forgotten revision.
+        floor: u64,
+    },
+    /// The configuration validator refused a module configuration.
+    #[error("configuration of module {module:?} refused: {reason}")]
+    InvalidConfig {
+        /// The module.
+        module: String,
+        /// The validator's reason.
+        reason: String,
+    },
 }
 
 /// Configures and starts a member. See [`Cluster::builder`].
@@ -127,6 +144,8 @@ pub struct Builder {
     allow_ephemeral_voters: bool,
     raft_timing: Option<(Duration, Duration)>,
     lease_reads: bool,
+    config_validator: Option<ConfigValidator>,
+    config_delivery_timeout: Duration,
     state_machine: Option<Box<dyn StateMachine>>,
     #[cfg(madsim)]
     hooks: crate::sim::Hooks,
@@ -150,6 +169,8 @@ impl Default for Builder {
             allow_ephemeral_voters: false,
             raft_timing: None,
             lease_reads: false,
+            config_validator: None,
+            config_delivery_timeout: Duration::from_secs(10),
             state_machine: None,
             #[cfg(madsim)]
             hooks: crate::sim::Hooks::default(),
@@ -246,6 +267,25 @@ impl Builder {
     /// the same trade.
     pub fn lease_reads(mut self, on: bool) -> Self {
         self.lease_reads = on;
+        self
+    }
+
+    /// Checks every module configuration this member writes
+    /// ([`Cluster::set_module_config`]): `Err(reason)` refuses it and
+    /// nothing is written. Give every member the same validator.
+    pub fn config_validator(
+        mut self,
+        validator: impl Fn(&str, &[u8]) -> Result<(), String> + Send + Sync + 'static,
+    ) -> Self {
+        self.config_validator = Some(Arc::new(validator));
+        self
+    }
+
+    /// How long one delivery of a module configuration to
+    /// [`Cluster::on_module_config`]'s handler may take (default 10 s);
+    /// a late or failed one is tried again after as long.
+    pub fn config_delivery_timeout(mut self, timeout: Duration) -> Self {
+        self.config_delivery_timeout = timeout;
         self
     }
 
@@ -383,7 +423,19 @@ impl Builder {
         let refresh = self.refresh_interval.unwrap_or_else(|| self.profile.refresh_interval());
         let discovery_task =
             self.discovery.map(|discovery| tokio::spawn(poll_discovery(discovery, refresh, requests.clone())));
-        let cluster = Cluster { id, name, advertise, requests, snapshot, events, counters, task, discovery_task };
+        let cluster = Cluster {
+            id,
+            name,
+            advertise,
+            requests,
+            snapshot,
+            events,
+            counters,
+            task,
+            discovery_task,
+            config_validator: self.config_validator,
+            config_delivery_timeout: self.config_delivery_timeout,
+        };
         if !self.join.is_empty() {
             cluster.request(Request::Join(self.join)).await?;
         }
@@ -404,6 +456,8 @@ pub struct Cluster {
     counters: Arc<TransportCounters>,
     task: JoinHandle<()>,
     discovery_task: Option<JoinHandle<()>>,
+    config_validator: Option<ConfigValidator>,
+    config_delivery_timeout: Duration,
 }
 
 impl Drop for Cluster {
@@ -512,9 +566,7 @@ impl Cluster {
     /// [`ApplyError::Timeout`] (naming the last known leader) when no leader
     /// answers within the profile's apply timeout.
     pub async fn apply(&self, command: impl Into<Vec<u8>>) -> Result<Vec<u8>, Error> {
-        let (reply, answer) = oneshot::channel();
-        self.request(Request::Apply(command.into(), reply)).await?;
-        Ok(answer.await.map_err(|_| Error::Stopped)??)
+        self.handle().apply(command.into()).await
     }
 
     /// Answers `query` from the replicated state machine
@@ -525,16 +577,33 @@ impl Cluster {
     /// its lease with [`Builder::lease_reads`]. Fails like [`Cluster::apply`]
     /// when no leader answers in time; a read is safe to retry.
     pub async fn read(&self, query: impl Into<Vec<u8>>) -> Result<Vec<u8>, Error> {
-        let (reply, answer) = oneshot::channel();
-        self.request(Request::Read(query.into(), reply)).await?;
-        Ok(answer.await.map_err(|_| Error::Stopped)??)
+        self.handle().read(query.into()).await
     }
 
     /// The built-in replicated KV store: writes through [`Cluster::apply`],
     /// reads through [`Cluster::read`]. Only meaningful when the cluster
     /// runs the default state machine.
-    pub fn kv(&self) -> KvClient<'_> {
-        KvClient { cluster: self }
+    pub fn kv(&self) -> KvClient {
+        KvClient::new(self.handle())
+    }
+
+    /// This member's own tags, as gossiped.
+    pub fn tags(&self) -> Tags {
+        self.snapshot.borrow().members.iter().find(|m| m.id == self.id).map(|m| m.tags.clone()).unwrap_or_default()
+    }
+
+    pub(crate) fn config_validator(&self) -> Option<&ConfigValidator> {
+        self.config_validator.as_ref()
+    }
+
+    pub(crate) fn config_delivery_timeout(&self) -> Duration {
+        self.config_delivery_timeout
+    }
+
+    /// What background tasks (watches, module routes and configuration)
+    /// keep of this member.
+    pub(crate) fn handle(&self) -> Handle {
+        Handle { requests: self.requests.clone(), snapshot: self.snapshot.clone() }
     }
 
     /// Tells the cluster this member finished rebalancing to view `epoch`
@@ -650,6 +719,28 @@ impl Cluster {
     }
 }
 
+/// A member's request channel and published state, cloned into the tasks
+/// that outlive a borrow of the [`Cluster`]; they end when it stops.
+#[derive(Clone)]
+pub(crate) struct Handle {
+    pub(crate) requests: mpsc::Sender<Request>,
+    pub(crate) snapshot: watch::Receiver<Snapshot>,
+}
+
+impl Handle {
+    pub(crate) async fn apply(&self, command: Vec<u8>) -> Result<Vec<u8>, Error> {
+        let (reply, answer) = oneshot::channel();
+        self.requests.send(Request::Apply(command, reply)).await.map_err(|_| Error::Stopped)?;
+        Ok(answer.await.map_err(|_| Error::Stopped)??)
+    }
+
+    pub(crate) async fn read(&self, query: Vec<u8>) -> Result<Vec<u8>, Error> {
+        let (reply, answer) = oneshot::channel();
+        self.requests.send(Request::Read(query, reply)).await.map_err(|_| Error::Stopped)?;
+        Ok(answer.await.map_err(|_| Error::Stopped)??)
+    }
+}
+
 /// The completion handle of one rebalance: call [`Done::ack`] when this
 /// member's work has moved to the owners the view names.
 #[derive(Debug)]
@@ -680,77 +771,6 @@ async fn next_event(events: &mut broadcast::Receiver<Event>) -> Option<Event> {
                 tracing::warn!(missed, "an event subscriber fell behind; events were skipped");
             }
             Err(broadcast::error::RecvError::Closed) => return None,
-        }
-    }
-}
-
-/// The built-in KV store of a cluster ([`Cluster::kv`]): every call goes
-/// through the log, so reads are linearizable and writes apply once.
-#[derive(Clone, Copy)]
-pub struct KvClient<'a> {
-    cluster: &'a Cluster,
-}
-
-impl KvClient<'_> {
-    async fn run(&self, command: KvCommand) -> Result<KvResponse, Error> {
-        let bytes = match command {
-            KvCommand::Get { .. } | KvCommand::List { .. } => self.cluster.read(command.encode()).await?,
-            _ => self.cluster.apply(command.encode()).await?,
-        };
-        match KvResponse::decode(&bytes) {
-            Ok(KvResponse::Invalid(reason)) => Err(Error::Unexpected(reason)),
-            Ok(response) => Ok(response),
-            Err(error) => Err(Error::Unexpected(error.to_string())),
-        }
-    }
-
-    /// Sets `key` to `value`; returns the store's revision after the write.
-    pub async fn put(&self, key: impl Into<String>, value: impl Into<Vec<u8>>) -> Result<u64, Error> {
-        match self.run(KvCommand::Put { key: key.into(), value: value.into() }).await? {
-            KvResponse::Written { revision } => Ok(revision),
-            other => Err(Error::Unexpected(format!("{other:?}"))),
-        }
-    }
-
-    /// The entry at `key`, if any (a linearizable read).
-    pub async fn get(&self, key: impl Into<String>) -> Result<Option<KvEntry>, Error> {
-        match self.run(KvCommand::Get { key: key.into() }).await? {
-            KvResponse::Value { entry, .. } => Ok(entry),
-            other => Err(Error::Unexpected(format!("{other:?}"))),
-        }
-    }
-
-    /// Removes `key`; returns whether it existed.
-    pub async fn delete(&self, key: impl Into<String>) -> Result<bool, Error> {
-        match self.run(KvCommand::Delete { key: key.into() }).await? {
-            KvResponse::Deleted { existed, .. } => Ok(existed),
-            other => Err(Error::Unexpected(format!("{other:?}"))),
-        }
-    }
-
-    /// Sets `key` to `value` only if its modification revision is
-    /// `expected` (`None`: only if it does not exist). `Ok(Ok(revision))`
-    /// when written, `Ok(Err(current))` with the key's current revision when
-    /// the expectation failed.
-    pub async fn compare_and_set(
-        &self,
-        key: impl Into<String>,
-        expected: Option<u64>,
-        value: impl Into<Vec<u8>>,
-    ) -> Result<Result<u64, Option<u64>>, Error> {
-        match self.run(KvCommand::Cas { key: key.into(), expected, value: value.into() }).await? {
-            KvResponse::Written { revision } => Ok(Ok(revision)),
-            KvResponse::CasFailed { current } => Ok(Err(current)),
-            other => Err(Error::Unexpected(format!("{other:?}"))),
-        }
-    }
-
-    /// The entries whose keys start with `prefix`, in key order, at most
-    /// `limit` (capped at 10,000).
-    pub async fn list(&self, prefix: impl Into<String>, limit: u32) -> Result<Vec<(String, KvEntry)>, Error> {
-        match self.run(KvCommand::List { prefix: prefix.into(), limit }).await? {
-            KvResponse::Entries { entries, .. } => Ok(entries),
-            other => Err(Error::Unexpected(format!("{other:?}"))),
         }
     }
 }

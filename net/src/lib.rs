@@ -87,6 +87,8 @@ mod cluster;
 pub mod discovery;
 mod driver;
 pub mod framing;
+mod kv;
+pub mod routes;
 #[cfg(madsim)]
 pub mod sim;
 pub mod stats;
@@ -105,8 +107,9 @@ pub(crate) fn random_bytes<const N: usize>() -> [u8; N] {
     bytes
 }
 
-pub use cluster::{Builder, Cluster, Done, Error, KvClient, Profile};
-pub use quorate_core::rsm::kv::KvEntry;
+pub use cluster::{Builder, Cluster, Done, Error, Profile};
+pub use kv::{KvClient, Watch};
+pub use quorate_core::rsm::kv::{KvChange, KvEntry};
 pub use quorate_core::rsm::{ApplyError, StateMachine};
 pub use quorate_core::{Event, MemberId, MemberInfo, State, Tags, View};
 pub use transport::TransportCounters;

@@ -36,6 +36,7 @@ fn main() -> std::process::ExitCode {
             cli::Command::Status(args) => client::status(args),
             cli::Command::Members(args) => client::members(args),
             cli::Command::Kv(args) => client::kv(args),
+            cli::Command::Routes(args) => client::routes(args),
             cli::Command::Recover(args) => recover::run(args).await,
         }
     });
@@ -77,8 +78,11 @@ mod cli {
         Status(ClientArgs),
         /// List the members a member knows (through its --http address).
         Members(ClientArgs),
-        /// Read and write the replicated KV store (through a member's --http address).
+        /// Read, write and watch the replicated KV store (through a member's --http address).
         Kv(KvArgs),
+        /// List the live members serving modules (their module, version and
+        /// endpoints tags), through a member's --http address.
+        Routes(ClientArgs),
         /// Recover from a permanent loss of quorum: make the member whose data
         /// dir this is the only voter of a new cluster.
         Recover(RecoverArgs),
@@ -205,6 +209,16 @@ mod cli {
             /// At most this many.
             #[arg(long, default_value_t = 1000)]
             limit: u32,
+        },
+        /// Print every change to the keys starting with a prefix, one per
+        /// line, until interrupted.
+        Watch {
+            /// The prefix (default: every key).
+            #[arg(default_value = "")]
+            prefix: String,
+            /// Start after this store revision (default: the oldest change the store keeps).
+            #[arg(long, default_value_t = 0)]
+            after: u64,
         },
     }
 
@@ -473,6 +487,47 @@ mod client {
         }
     }
 
+    pub fn routes(args: ClientArgs) -> Result<()> {
+        let routes = get(&args, "/v1/routes")?;
+        if args.json {
+            return emit(serde_json::to_string_pretty(&routes)? + "\n");
+        }
+        let mut out = String::new();
+        let _ = writeln!(out, "{:<20} {:<12} {:<20} ENDPOINTS", "MODULE", "VERSION", "MEMBER");
+        for route in routes.as_array().map(Vec::as_slice).unwrap_or_default() {
+            let endpoints: Vec<String> =
+                route["endpoints"].as_array().map(|list| list.iter().map(text).collect()).unwrap_or_default();
+            let (module, version, member) = (text(&route["module"]), text(&route["version"]), text(&route["member"]));
+            let _ = writeln!(out, "{module:<20} {version:<12} {member:<20} {}", endpoints.join(","));
+        }
+        emit(out)
+    }
+
+    /// `quorate kv watch`: one line per change, as the member streams them.
+    fn kv_watch(base: &str, prefix: &str, after: u64, json: bool) -> Result<()> {
+        use std::io::BufRead as _;
+        let url = format!("{base}/v1/watch?prefix={}&after={after}", urlencoding(prefix));
+        let mut response = ureq::get(&url).call().map_err(|error| format!("{base}: {error}"))?;
+        for line in std::io::BufReader::new(response.body_mut().as_reader()).lines() {
+            let line = line.map_err(|error| format!("{base}: {error}"))?;
+            let change: Value = serde_json::from_str(&line).map_err(|error| format!("{base}: {error}"))?;
+            if let Some(error) = change.get("error") {
+                return Err(format!("{base}: the watch ended: {}", text(error)).into());
+            }
+            let out = if json {
+                line + "\n"
+            } else if change.get("deleted").is_some() {
+                format!("{} {} deleted\n", text(&change["revision"]), text(&change["key"]))
+            } else {
+                let value =
+                    change.get("value").map(text).unwrap_or_else(|| format!("(hex) {}", text(&change["value_hex"])));
+                format!("{} {} = {value}\n", text(&change["revision"]), text(&change["key"]))
+            };
+            emit(out)?;
+        }
+        Err(format!("{base}: the member closed the watch").into())
+    }
+
     /// Writes to stdout; a reader that went away (`| head`) is not an error.
     /// `quorate kv ...`: one HTTP call; the HTTP status decides the exit code.
     pub fn kv(args: crate::cli::KvArgs) -> Result<()> {
@@ -492,6 +547,7 @@ mod client {
             KvCommand::List { prefix, limit } => {
                 ureq::get(&format!("{base}/v1/kv?prefix={}&limit={limit}", urlencoding(prefix))).call()
             }
+            KvCommand::Watch { prefix, after } => return kv_watch(&base, prefix, *after, args.client.json),
         };
         let mut response = match response {
             Ok(response) => response,
@@ -510,6 +566,7 @@ mod client {
             KvCommand::Get { .. } => format!("{}\n", shown(&value)),
             KvCommand::Put { .. } => format!("revision {}\n", text(&value["revision"])),
             KvCommand::Delete { .. } => format!("deleted {}\n", text(&value["deleted"])),
+            KvCommand::Watch { .. } => unreachable!("a watch returned above"),
             KvCommand::List { .. } => {
                 let mut out = String::new();
                 for entry in value.as_array().map(Vec::as_slice).unwrap_or_default() {

@@ -118,10 +118,19 @@ async fn bad_builder_input_is_a_clear_error() {
 /// A bootstrapped cluster of `count` in-memory members (ephemeral voters
 /// allowed, as in the demo), all joined through the first.
 async fn raft_cluster(count: usize) -> Vec<Cluster> {
+    raft_cluster_with(count, |_, builder| builder).await
+}
+
+/// [`raft_cluster`] with each member's builder passed through `configure`
+/// (with its index) first.
+async fn raft_cluster_with(
+    count: usize,
+    configure: impl Fn(usize, quorate::Builder) -> quorate::Builder,
+) -> Vec<Cluster> {
     let mut members: Vec<Cluster> = Vec::new();
     for index in 0..count {
         let seed = members.first().map(Cluster::addr);
-        let member = Cluster::builder()
+        let member = configure(index, Cluster::builder())
             .cluster("raft")
             .node(format!("r{index}"))
             .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
@@ -327,4 +336,111 @@ async fn an_apply_with_no_leader_fails_in_time_with_the_leader_it_knew() {
     assert!(matches!(result, Err(Error::Apply(quorate::ApplyError::Timeout { .. }))), "{result:?}");
     // The fast profile's apply timeout is 3 s.
     assert!(started.elapsed() >= Duration::from_secs(2), "failed after {:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn a_watch_sees_every_change_under_its_prefix_in_order_from_any_member() {
+    let members = raft_cluster(3).await;
+    eventually("a settled cluster", LIMIT, || settled(&members.iter().collect::<Vec<_>>())).await;
+    let kv = members[0].kv();
+    kv.put("app/a", "1").await.unwrap();
+    kv.put("other", "x").await.unwrap();
+    // A watch from revision 0 replays what the store remembers; later changes follow.
+    let mut watch = members[2].kv().watch("app/", 0);
+    kv.put("app/b", "2").await.unwrap();
+    assert!(members[1].kv().delete("app/a").await.unwrap());
+    let mut seen = Vec::new();
+    while seen.len() < 3 {
+        let change = tokio::time::timeout(LIMIT, watch.next()).await.expect("a change in time").unwrap().unwrap();
+        seen.push((change.revision, change.key, change.value));
+    }
+    assert_eq!(
+        seen,
+        [
+            (1, "app/a".to_owned(), Some(b"1".to_vec())),
+            (3, "app/b".to_owned(), Some(b"2".to_vec())),
+            (4, "app/a".to_owned(), None)
+        ]
+    );
+    for member in members {
+        member.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn routes_follow_the_module_tags_and_require_module_hears_each_change() {
+    let members = raft_cluster_with(3, |index, builder| match index {
+        0 => builder,
+        _ => builder
+            .tag("module", "billing")
+            .unwrap()
+            .tag("version", "1.4.2")
+            .unwrap()
+            .tag("endpoints", format!("10.0.0.{index}:8080, 10.0.0.{index}:9090"))
+            .unwrap(),
+    })
+    .await;
+    eventually("a settled cluster", LIMIT, || settled(&members.iter().collect::<Vec<_>>())).await;
+    let (tx, mut heard) = tokio::sync::mpsc::unbounded_channel();
+    members[0].require_module("billing", move |routes| {
+        let _ = tx.send(routes.iter().map(|route| route.member.clone()).collect::<Vec<_>>());
+    });
+    let expect = |want: &[&str]| want.iter().map(|name| name.to_string()).collect::<Vec<_>>();
+    let mut next = async || tokio::time::timeout(LIMIT, heard.recv()).await.expect("told in time").unwrap();
+    assert_eq!(next().await, expect(&["r1", "r2"]));
+    let routes = members[0].routes();
+    assert_eq!(routes[0].endpoints, ["10.0.0.1:8080", "10.0.0.1:9090"]);
+    assert_eq!((routes[0].module.as_str(), routes[0].version.as_str()), ("billing", "1.4.2"));
+    // One billing member leaves: the handler hears the smaller set.
+    let mut members = members;
+    members.pop().unwrap().leave().await.unwrap();
+    assert_eq!(next().await, expect(&["r1"]));
+    for member in members {
+        member.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn module_configs_are_validated_versioned_and_delivered_to_their_module_with_a_timeout() {
+    let members = raft_cluster_with(3, |index, builder| {
+        let builder = builder
+            .config_validator(|_, value| match value.first() {
+                Some(b'{') => Ok(()),
+                _ => Err("not a JSON object".into()),
+            })
+            .config_delivery_timeout(Duration::from_millis(300));
+        if index == 2 { builder.tag("module", "billing").unwrap() } else { builder }
+    })
+    .await;
+    eventually("a settled cluster", LIMIT, || settled(&members.iter().collect::<Vec<_>>())).await;
+    let refused = members[0].set_module_config("billing", "password=hunter2").await;
+    assert!(matches!(refused, Err(Error::InvalidConfig { .. })), "{refused:?}");
+    assert_eq!(members[1].module_config("billing").await.unwrap(), None, "a refused config is not written");
+    let v1 = members[0].set_module_config("billing", r#"{"rate": 1}"#).await.unwrap();
+
+    // The first delivery of v1 outlasts the timeout: it is tried again.
+    let (tx, mut delivered) = tokio::sync::mpsc::unbounded_channel();
+    let tries = Arc::new(AtomicUsize::new(0));
+    let counter = tries.clone();
+    members[2].on_module_config(move |config| {
+        let (tx, first) = (tx.clone(), counter.fetch_add(1, Ordering::SeqCst) == 0);
+        async move {
+            if first {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
+            let _ = tx.send((config.version, config.value));
+            Ok(())
+        }
+    });
+    let mut next = async || tokio::time::timeout(LIMIT, delivered.recv()).await.expect("delivered in time").unwrap();
+    assert_eq!(next().await, (v1, Some(br#"{"rate": 1}"#.to_vec())));
+    let v2 = members[1].set_module_config("billing", r#"{"rate": 2}"#).await.unwrap();
+    assert_eq!(next().await, (v2, Some(br#"{"rate": 2}"#.to_vec())));
+    assert!(tries.load(Ordering::SeqCst) >= 3, "the timed-out delivery was retried");
+    let current = members[0].module_config("billing").await.unwrap().unwrap();
+    assert_eq!(current.version, v2);
+    assert!(!format!("{current:?}").contains("rate"), "a config's Debug never shows its value");
+    for member in members {
+        member.shutdown().await;
+    }
 }
