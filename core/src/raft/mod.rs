@@ -1278,9 +1278,14 @@ impl Raft {
     /// fsync, which may run in parallel: it counts itself only once
     /// persisted), then persist it in one write.
     pub(crate) fn flush(&mut self, ctx: &mut Ctx<'_>, directory: &impl Directory) {
-        let round_wanted = self.leading.as_ref().is_some_and(|l| l.reads.wanted > l.reads.round);
+        // Reads arrived: a heartbeat round now, not at the next tick, unless
+        // one is in flight (its answers come first; the new reads go in
+        // the round after it, so a read load costs one round at a time).
+        let round_wanted = self.leading.as_ref().is_some_and(|l| {
+            let in_flight = l.reads.waiting.front().is_some_and(|&(_, round, _)| round <= l.reads.round);
+            l.reads.wanted > l.reads.round && !in_flight
+        });
         if round_wanted {
-            // Reads arrived: a heartbeat round now, not at the next tick.
             self.next_round(ctx.now);
             let peers: Vec<MemberId> =
                 self.leading.as_ref().map(|l| l.progress.keys().copied().collect()).unwrap_or_default();
