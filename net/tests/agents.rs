@@ -17,8 +17,8 @@ use std::io::Write as _;
 use std::time::{Duration, Instant};
 
 use support::{
-    Agent, Bootstrap, EXIT_LIMIT, SETTLE_LIMIT, SplitMix, Status, Tail, TestDir, Wal, bootstrap_cluster, free_ports,
-    run_to_exit, settled, wait_settled, wait_until,
+    Agent, Bootstrap, EXIT_LIMIT, Running, SETTLE_LIMIT, SplitMix, Status, Tail, TestDir, Wal, bootstrap_cluster,
+    bootstrap_cluster_with, free_ports, run_to_exit, settled, wait_settled, wait_until,
 };
 
 const FOREIGN_CLUSTER: &str = "quorate_messages_rejected_total{reason=\"foreign_cluster\"}";
@@ -682,4 +682,40 @@ fn the_kv_store_through_the_cli_survives_a_kill_nine_of_the_leader() {
     assert!(status.success() && out.trim() == "green", "at the restarted member: {status}: {out}");
     let (status, out) = kv(&agents[leader], &["delete", "app/color"]);
     assert!(status.success() && out.trim() == "deleted true", "{out}");
+}
+
+// Routes and watches through the CLI: `quorate routes` lists the agents that
+// declare a module with their endpoints; `quorate kv watch` streams every
+// change under its prefix, in order, as it happens.
+#[test]
+fn routes_and_a_kv_watch_through_the_cli() {
+    let dir = TestDir::new("routes-cli");
+    let agents = bootstrap_cluster_with(dir.path(), 3, |index, agent| {
+        if index > 0 {
+            agent.tags = vec!["module=billing".into(), "version=2.0".into(), format!("endpoints=10.0.0.{index}:80")];
+        }
+    });
+    let http = agents[0].http.to_string();
+    let (status, out) = run_to_exit(dir.path(), "routes", &["routes", "--http", &http]);
+    assert!(status.success(), "{out}");
+    let billing: Vec<&str> = out.lines().filter(|line| line.starts_with("billing")).collect();
+    assert_eq!(billing.len(), 2, "{out}");
+    assert!(billing[0].contains("2.0") && billing[0].contains("n2") && billing[0].contains("10.0.0.1:80"), "{out}");
+
+    let watch = Running::start(dir.path(), "watch", &["kv", "--http", &http, "watch", "app/"]);
+    let put = |key: &str, value: &str| {
+        let (status, out) = run_to_exit(dir.path(), "put", &["kv", "--http", &http, "put", key, value]);
+        assert!(status.success(), "{out}");
+    };
+    put("app/a", "1");
+    put("other", "x");
+    put("app/b", "2");
+    let (status, out) = run_to_exit(dir.path(), "delete", &["kv", "--http", &http, "delete", "app/a"]);
+    assert!(status.success(), "{out}");
+    let lines = wait_until("the watch prints three changes", Duration::from_secs(10), || {
+        let out = watch.output();
+        let lines: Vec<String> = out.lines().map(str::to_owned).collect();
+        if lines.len() >= 3 { Ok(lines) } else { Err(format!("so far: {out:?}")) }
+    });
+    assert_eq!(lines, ["1 app/a = 1", "3 app/b = 2", "4 app/a deleted"]);
 }

@@ -135,6 +135,8 @@ pub struct Agent {
     pub data_dir: PathBuf,
     pub join: Vec<SocketAddr>,
     pub bootstrap: Bootstrap,
+    /// Tags, as `KEY=VALUE`.
+    pub tags: Vec<String>,
     logs: PathBuf,
     /// How many times it was started: names each run's log file.
     runs: u32,
@@ -155,6 +157,7 @@ impl Agent {
             data_dir: dir.join(format!("{name}.data")),
             join: Vec::new(),
             bootstrap: Bootstrap::No,
+            tags: Vec::new(),
             logs,
             runs: 0,
             child: None,
@@ -180,6 +183,9 @@ impl Agent {
         ];
         for join in &self.join {
             args.extend(["--join".to_owned(), join.to_string()]);
+        }
+        for tag in &self.tags {
+            args.extend(["--tag".to_owned(), tag.clone()]);
         }
         match self.bootstrap {
             Bootstrap::No => {}
@@ -358,6 +364,27 @@ impl Drop for KillOnDrop {
 
 /// Spawns the binary in `cwd` (so a default `./NAME.quorate` data dir lands
 /// in the test dir), its stdout and stderr both to `log`.
+/// A `quorate` process that runs until it is dropped (a watch), its output
+/// in `dir/{label}.log`.
+pub struct Running {
+    child: KillOnDrop,
+    log: PathBuf,
+}
+
+impl Running {
+    pub fn start(dir: &Path, label: &str, args: &[&str]) -> Self {
+        let log = dir.join(format!("{label}.log"));
+        let args: Vec<String> = args.iter().map(|arg| (*arg).to_owned()).collect();
+        Running { child: KillOnDrop(Some(spawn_logged(&args, &log, dir))), log }
+    }
+
+    /// What it printed so far.
+    pub fn output(&self) -> String {
+        let _ = &self.child;
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
 fn spawn_logged(args: &[String], log: &Path, cwd: &Path) -> Child {
     let out = File::create(log).expect("create the log file");
     let err = out.try_clone().expect("clone the log file");
@@ -510,7 +537,16 @@ pub fn wait_settled(what: &str, agents: &mut [&mut Agent]) -> Vec<Status> {
 /// `--bootstrap-expect N`, each told every other's address), started, and
 /// settled.
 pub fn bootstrap_cluster(dir: &Path, n: usize) -> Vec<Agent> {
+    bootstrap_cluster_with(dir, n, |_, _| {})
+}
+
+/// [`bootstrap_cluster`], each agent passed to `configure` (with its index)
+/// before it starts.
+pub fn bootstrap_cluster_with(dir: &Path, n: usize, configure: impl Fn(usize, &mut Agent)) -> Vec<Agent> {
     let mut agents: Vec<Agent> = (1..=n).map(|i| Agent::new(dir, &format!("n{i}"))).collect();
+    for (index, agent) in agents.iter_mut().enumerate() {
+        configure(index, agent);
+    }
     let addrs: Vec<SocketAddr> = agents.iter().map(|a| a.bind).collect();
     for agent in &mut agents {
         agent.join = addrs.iter().copied().filter(|addr| *addr != agent.bind).collect();
