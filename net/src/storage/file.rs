@@ -50,6 +50,12 @@ pub struct FileStorage<I: Io = RealIo> {
     state: Recovered,
     /// Bytes in the log file.
     len: u64,
+    /// The log length at which to measure the live state again (see
+    /// `maybe_rewrite`).
+    measure_at: u64,
+    /// How often the live state was measured (encoded whole).
+    #[cfg(all(test, not(madsim)))]
+    pub(in crate::storage) measured: u64,
     loaded: bool,
 }
 
@@ -69,6 +75,9 @@ impl<I: Io> FileStorage<I> {
             member_id: MemberId::default(),
             state: Recovered::default(),
             len: 0,
+            measure_at: 0,
+            #[cfg(all(test, not(madsim)))]
+            measured: 0,
             loaded: false,
         }
     }
@@ -161,12 +170,28 @@ impl<I: Io> FileStorage<I> {
     }
 
     /// Rewrites the log as its live state alone, if it has grown enough.
+    ///
+    /// Measuring the live state means encoding it whole, as large as the
+    /// snapshot and the log together: done on every sync, a member whose log
+    /// was past `REWRITE_AT_LEAST` but not yet `REWRITE_FACTOR` times its
+    /// live state spent each persist encoding megabytes, and under a write
+    /// storm answered so late that its cluster kept electing leaders that
+    /// stepped down at once. So it is measured again only once a rewrite can
+    /// be due and the log has grown by at least the live state's size since:
+    /// at most one byte encoded per byte appended, for a log that may reach
+    /// one live state's size past the factor before it is rewritten.
     fn maybe_rewrite(&mut self) -> Result<(), StorageError> {
-        if self.len < REWRITE_AT_LEAST {
+        if self.len < REWRITE_AT_LEAST.max(self.measure_at) {
             return Ok(());
         }
         let bytes = self.compact_log();
-        if self.len < REWRITE_FACTOR * bytes.len() as u64 {
+        #[cfg(all(test, not(madsim)))]
+        {
+            self.measured += 1;
+        }
+        let live = bytes.len() as u64;
+        if self.len < REWRITE_FACTOR * live {
+            self.measure_at = (REWRITE_FACTOR * live).max(self.len + live);
             return Ok(());
         }
         let (log, tmp, dir) = (self.log(), self.dir.join(REWRITE_FILE), self.dir.clone());
@@ -175,7 +200,8 @@ impl<I: Io> FileStorage<I> {
         self.io.rename(&tmp, &log).map_err(|e| self.io_error("rename", &tmp, e))?;
         self.io.sync_dir(&dir).map_err(|e| self.io_error("fsync", &dir, e))?;
         tracing::debug!(from = self.len, to = bytes.len(), "rewrote the log");
-        self.len = bytes.len() as u64;
+        self.len = live;
+        self.measure_at = REWRITE_FACTOR * live;
         Ok(())
     }
 

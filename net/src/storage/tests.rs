@@ -313,6 +313,46 @@ fn a_grown_log_is_rewritten_compactly_and_survives_a_crash_in_the_middle_of_it()
 }
 
 #[test]
+fn a_log_past_the_rewrite_size_does_not_encode_its_live_state_on_every_sync() {
+    // A live state of 1.5 MB in a log of 4.5 MB: past the size at which a
+    // rewrite is considered, not yet four times the live state.
+    let mut storage = store(CrashDisk::new(6));
+    storage.load().unwrap();
+    let mut expected = Recovered::default();
+    for round in 0..3u64 {
+        let snapshot =
+            Snapshot { last_index: round, last_term: 1, state: vec![round as u8; 1536 * 1024], ..Snapshot::default() };
+        let write = PersistState::Snapshot(snapshot);
+        storage.persist(std::slice::from_ref(&write)).unwrap();
+        expected.apply(&write);
+    }
+    let measured = storage.measured;
+    // A thousand small persists (term changes), each synced.
+    for term in 1..=1000 {
+        let write = PersistState::HardState { term, vote: None };
+        storage.persist(std::slice::from_ref(&write)).unwrap();
+        expected.apply(&write);
+    }
+    assert!(
+        storage.measured - measured <= 1,
+        "the live state was encoded {} times for 1000 small syncs",
+        storage.measured - measured
+    );
+    // The next large snapshot makes the log worth rewriting, and it is.
+    let snapshot = Snapshot { last_index: 9, last_term: 1, state: vec![9; 1536 * 1024], ..Snapshot::default() };
+    let write = PersistState::Snapshot(snapshot);
+    for _ in 0..2 {
+        storage.persist(std::slice::from_ref(&write)).unwrap();
+    }
+    expected.apply(&write);
+    let len = storage.io_mut().contents(&dir().join("quorate.wal")).unwrap().current.len();
+    assert!(len < 4 * 1024 * 1024, "the log was rewritten: {len} bytes");
+    let mut disk = storage.into_io();
+    disk.crash();
+    assert_eq!(store(disk).load().unwrap().recovered, expected);
+}
+
+#[test]
 fn a_log_of_another_format_is_refused() {
     let mut disk = CrashDisk::new(5);
     let header = super::file::tests_support::header_record(99);
