@@ -427,6 +427,16 @@ pub fn http_get(addr: SocketAddr, path: &str) -> Result<String, String> {
     if status.is_success() { Ok(body) } else { Err(format!("GET {url}: {status}: {body}")) }
 }
 
+/// PUT `body` to `path` at `addr`: the body of a 2xx answer, or what went
+/// wrong (the status, when there was one, is in the message).
+pub fn http_put(addr: SocketAddr, path: &str, body: &[u8]) -> Result<String, String> {
+    let url = format!("http://{addr}{path}");
+    let mut response = http_agent().put(&url).send(body).map_err(|error| format!("PUT {url}: {error}"))?;
+    let status = response.status();
+    let body = response.body_mut().read_to_string().map_err(|error| format!("PUT {url}: {error}"))?;
+    if status.is_success() { Ok(body) } else { Err(format!("PUT {url}: {status}: {body}")) }
+}
+
 /// The value of the sample `sample` (name with labels, exactly as exposed).
 pub fn metric_value(text: &str, sample: &str) -> Option<f64> {
     text.lines().find_map(|line| line.strip_prefix(sample)?.strip_prefix(' ')?.trim().parse().ok())
