@@ -9,6 +9,13 @@
 //! all of them in its log, with the same term, unless compacted into its
 //! snapshot (Raft's leader completeness, seen from outside); and at the end
 //! of the run, the settled leader is checked once more.
+//!
+//! Leader completeness speaks of entries committed in *earlier* terms, and a
+//! leader can be seen late: one whose fsync stalled reports leading term 1
+//! after term 2 committed entries it never had, and that is legal (it is
+//! deposed and cannot commit). The term an entry committed in is at most the
+//! term of any member that reported it, so a leader of term T is held to the
+//! entries some member reported while in a term ≤ T.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -20,6 +27,9 @@ use super::{NodeIdx, Observation, Violation};
 #[derive(Clone, Copy, Debug)]
 struct Reported {
     term: u64,
+    /// The lowest term a member was in when it reported the entry: the
+    /// entry committed in this term or an earlier one.
+    reporter_term: u64,
     what: &'static str,
     slot: NodeIdx,
     at: Instant,
@@ -39,10 +49,17 @@ impl NothingLost {
         self.reported.len()
     }
 
-    /// `slot` told its application that the entry at `index` of term `term`
-    /// committed.
-    pub fn report(&mut self, at: Instant, slot: NodeIdx, uuid: ClusterUuid, index: u64, term: u64, what: &'static str) {
-        self.reported.entry((uuid, index)).or_insert(Reported { term, what, slot, at });
+    /// `slot`, in `reporter_term`, told its application that the entry at
+    /// `index` of term `term` committed.
+    fn report(&mut self, step: &Observation<'_>, index: u64, term: u64, what: &'static str) {
+        let reported = self.reported.entry((step.uuid, index)).or_insert(Reported {
+            term,
+            reporter_term: step.term,
+            what,
+            slot: step.slot,
+            at: step.at,
+        });
+        reported.reporter_term = reported.reporter_term.min(step.term);
     }
 
     /// Checks one step: records what it reported, and checks a new leader.
@@ -61,7 +78,7 @@ impl NothingLost {
             // Not in this step's entries: delivered from a snapshot, or
             // reported by a new leader for a Stable committed before.
             if let Some(entry) = found {
-                self.report(step.at, step.slot, step.uuid, entry.index, entry.term, entry.payload.kind());
+                self.report(step, entry.index, entry.term, entry.payload.kind());
             }
         }
         if step.leading && self.checked.insert((step.uuid, step.term, step.member)) {
@@ -75,6 +92,10 @@ impl NothingLost {
     pub fn check_leader(&self, step: &Observation<'_>) -> Result<(), Violation> {
         for (&(uuid, index), reported) in self.reported.range((step.uuid, 0)..=(step.uuid, u64::MAX)) {
             debug_assert_eq!(uuid, step.uuid);
+            if reported.reporter_term > step.term {
+                // Possibly committed after this leader's term: see the module doc.
+                continue;
+            }
             match (step.term_at)(index) {
                 Some(term) if term == reported.term => {}
                 // Compacted into the snapshot, which stands for it.
@@ -149,5 +170,29 @@ mod tests {
             .observe(&Observation { leading: true, commit_index: 3, term_at: &other, ..step(30, 2, 3, 4) })
             .unwrap_err();
         assert!(violation.detail.contains("an entry of t1 at #4"), "{violation}");
+    }
+
+    #[test]
+    fn a_deposed_leader_seen_late_is_held_only_to_entries_reported_in_its_term_or_before() {
+        // Reported committed at #4 (of term 2) by a member in term 2; a leader
+        // of term 1 is seen only afterwards (its fsync stalled) without it.
+        let mut s5 = NothingLost::default();
+        s5.observe(&delivered()).unwrap();
+        let nothing = |index: u64| (index <= 3).then_some(1);
+        s5.observe(&Observation { leading: true, commit_index: 3, term_at: &nothing, ..step(20, 0, 1, 1) }).unwrap();
+        // Reported by a member in term 1, an entry committed in term 1, by
+        // the leader of term 1, which must hold it.
+        let mut s5 = NothingLost::default();
+        let in_term_1 = Observation {
+            commit_index: 4,
+            entries: entries([entry(4, 1, Payload::View(view(3, &[1, 2])))]),
+            events: events([Event::Rebalance(view(3, &[1, 2]))]),
+            ..step(10, 1, 2, 1)
+        };
+        s5.observe(&in_term_1).unwrap();
+        let violation = s5
+            .observe(&Observation { leading: true, commit_index: 3, term_at: &nothing, ..step(30, 3, 4, 1) })
+            .unwrap_err();
+        assert!(violation.detail.contains("holds nothing at #4"), "{violation}");
     }
 }
